@@ -1,0 +1,44 @@
+# corosio_py developer tasks.  Every target bootstraps .venv on first use, so
+# `make test` works on a fresh clone by itself.
+
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Scale factor for tests/stress (1 = full run; CI uses 0.2).
+COROSIO_STRESS_SCALE ?= 1
+
+.PHONY: install test stress lint bench bench-quick demo clean
+
+install: $(STAMP)
+
+# Editable install with test/lint tooling and the benchmark comparison
+# frameworks (uvloop, trio, matplotlib, all binary wheels).  Re-runs whenever
+# pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+test: $(STAMP)
+	$(VPY) -m pytest tests/unit -q -p no:cacheprovider
+
+stress: $(STAMP)
+	COROSIO_STRESS_SCALE=$(COROSIO_STRESS_SCALE) $(VPY) -m pytest tests/stress -q -s
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check corosio_py tests tools
+	$(VENV)/bin/mypy --strict corosio_py
+
+bench: $(STAMP)
+	$(VPY) -m tools.bench
+
+bench-quick: $(STAMP)
+	$(VPY) -m tools.bench --quick
+
+demo: $(STAMP)
+	$(VPY) -m corosio_py.examples.demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
