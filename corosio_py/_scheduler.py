@@ -1,0 +1,523 @@
+"""The scheduler: one queue of completed operations served by N threads.
+
+This module ports SCHEDULER_SEMANTICS section 2.  The moving parts:
+
+* ``_queue`` -- the global FIFO of ready handlers (zero-argument callables),
+  guarded by ``_lock``.  It always contains :data:`_REACTOR_TASK`, the
+  sentinel, unless a thread is running a reactor pass (invariant S1).
+* Whichever thread pops the sentinel becomes the reactor: it releases the
+  lock, waits in the OS (blocking only when nothing else is queued and its
+  step may block), turns readiness and expired timers into completions, and
+  puts the sentinel back at the tail.  So while handlers keep arriving there
+  is one non-blocking pass per traversal of the queue and I/O is never
+  starved.
+* Each thread inside ``run*`` has a :class:`_Frame` with a private queue and
+  a private work count.  Posts made by a handler go there without the lock
+  and are published (count first, then the splice: invariant W2) the next
+  time the thread takes the lock.  Completions collected by a reactor pass
+  go to the frame's ``inbox`` and the reactor thread runs them itself: a
+  hand-off to another thread costs more than the handler.
+* Idle threads wait on the condition variable formed by ``_lock`` and one
+  wake-up lock per frame (``_idle`` is the waiter list).  They are woken one
+  at a time as work arrives; ``stop()`` wakes all and interrupts the reactor.
+* ``_outstanding`` counts units of future activity (queued handlers, parked
+  operations, timer waits, work guards).  The transition to zero stops the
+  context.  A handler's own unit is released lazily: the decrement sits in
+  the frame's private count until the thread next takes the lock, so the
+  global count is never lower than the truth (it can only stop late, never
+  early), and every frame publishes before it blocks or leaves.
+
+With ``concurrency_hint=1`` the user promises one thread; :meth:`run` then
+takes :meth:`_run_lockless`, which needs no lock, no frames' private queues
+and no waiting.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+
+from ._reactor import Reactor
+from ._timers import TimerQueue, TimerWaiter
+
+Handler = Callable[[], object]
+
+_monotonic = time.monotonic
+_allocate_lock = threading.Lock
+#: ``run*`` loops are bounded by this many handlers when "unlimited".
+UNLIMITED: Final = 1 << 62
+
+
+def _reactor_task() -> None:  # pragma: no cover - identity only
+    raise AssertionError("the reactor sentinel is never called")
+
+
+#: The sentinel queue entry: popping it means "run a reactor pass".
+_REACTOR_TASK: Final[Handler] = _reactor_task
+
+
+class InvariantError(AssertionError):
+    """A scheduler invariant was broken (raised in ``COROSIO_DEBUG=1`` mode)."""
+
+
+class _Frame:
+    """One thread's presence in one ``run*`` call of one scheduler.
+
+    Every field is owned by the thread that created the frame, except
+    ``wake``, which other threads release under the scheduler lock after
+    popping the frame from the idle list.
+    """
+
+    __slots__ = ("queue", "inbox", "work", "prev", "wake")
+
+    def __init__(self, prev: _Frame | None) -> None:
+        self.queue: deque[Handler] = deque()  # posted by this thread's handlers
+        self.inbox: deque[Handler] = deque()  # collected by this thread's reactor pass
+        self.work = 0  # private change to the outstanding count, not yet published
+        self.prev = prev
+        self.wake: threading.Lock | None = None
+
+
+class _Local(threading.local):
+    frame: _Frame | None = None
+
+
+class Scheduler:
+    """The queue, the reactor sentinel, the work count and the run loops."""
+
+    def __init__(self, reactor: Reactor, single_threaded: bool) -> None:
+        self.reactor = reactor
+        self.timers = TimerQueue()
+        self.single_threaded = single_threaded
+        self._lock = threading.Lock()
+        self._queue: deque[Handler] = deque([_REACTOR_TASK])
+        self._outstanding = 0
+        self._stopped = False
+        self._closed = False
+        self._task_running = False  # a thread is inside a reactor pass
+        self._task_interrupted = False  # that pass will not block (or was woken)
+        self._idle: list[_Frame] = []  # threads waiting on the condition
+        self._local = _Local()
+        self.debug = os.environ.get("COROSIO_DEBUG", "") not in ("", "0")
+        if single_threaded:
+            # One thread by promise: no lock, no private queues.
+            self.post = self._post_lockless  # type: ignore[method-assign]
+            self.post_counted = self._post_counted_lockless  # type: ignore[method-assign]
+            self.work_started = self._work_started_lockless  # type: ignore[method-assign]
+            self.work_finished = self._work_finished_lockless  # type: ignore[method-assign]
+
+    # ------------------------------------------------------------ posting
+
+    def current_frame(self) -> _Frame | None:
+        """This thread's innermost frame for this scheduler, if it runs it."""
+        return self._local.frame
+
+    def post(self, handler: Handler) -> None:
+        """Queue ``handler``; it holds one unit of outstanding work until run."""
+        frame = self._local.frame
+        if frame is not None:
+            frame.queue.append(handler)  # fast path: private, published later
+            frame.work += 1
+            return
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the IOContext is closed")
+            self._outstanding += 1  # count before visibility (W2)
+            self._queue.append(handler)
+            self._wake_one_locked()
+
+    def post_counted(self, handler: Handler) -> None:
+        """Queue ``handler`` whose unit of work is already counted.
+
+        Used to complete a parked operation or a timer wait: the unit moves
+        from the operation to the queued completion.
+        """
+        frame = self._local.frame
+        if frame is not None:
+            frame.queue.append(handler)
+            return
+        with self._lock:
+            if self._closed:
+                self._outstanding -= 1  # the completion is discarded
+                return
+            self._queue.append(handler)
+            self._wake_one_locked()
+
+    def _post_lockless(self, handler: Handler) -> None:
+        if self._closed:
+            raise RuntimeError("the IOContext is closed")
+        self._outstanding += 1
+        self._queue.append(handler)
+
+    def _post_counted_lockless(self, handler: Handler) -> None:
+        if self._closed:
+            self._outstanding -= 1
+        else:
+            self._queue.append(handler)
+
+    def _work_started_lockless(self) -> None:
+        self._outstanding += 1
+
+    def _work_finished_lockless(self) -> None:
+        self._outstanding -= 1
+        if self._outstanding <= 0:
+            self._stopped = True
+
+    def work_started(self) -> None:
+        """Add one unit of outstanding work (a parked op, a guard)."""
+        frame = self._local.frame
+        if frame is not None:
+            frame.work += 1
+            return
+        with self._lock:
+            self._outstanding += 1
+
+    def work_finished(self) -> None:
+        """Remove one unit; the transition to zero stops the context."""
+        frame = self._local.frame
+        if frame is not None:
+            frame.work -= 1  # published before this thread blocks or leaves
+            return
+        with self._lock:
+            self._outstanding -= 1
+            if self.debug and self._outstanding < 0:
+                raise InvariantError("outstanding work count went negative")
+            if self._outstanding <= 0:
+                self._stop_locked()
+
+    def earliest_timer_changed(self) -> None:
+        """A new earliest deadline: make a blocked reactor pass recompute."""
+        if self.single_threaded:
+            return  # no pass can be running while this thread posts
+        with self._lock:
+            if self._task_running and not self._task_interrupted:
+                self._task_interrupted = True
+                self.reactor.interrupt()
+
+    def add_timer(self, waiter: TimerWaiter, deadline: float) -> None:
+        """Make ``waiter`` pending until ``deadline`` (one unit of work)."""
+        self.work_started()
+        if self.timers.add(waiter, deadline):
+            self.earliest_timer_changed()
+
+    # ------------------------------------------------------------ control
+
+    def stop(self) -> None:
+        """Make every thread in ``run*`` return as soon as possible."""
+        with self._lock:
+            self._stop_locked()
+
+    def _stop_locked(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._wake_all_locked()
+        if self._task_running:
+            self._task_interrupted = True
+            self.reactor.interrupt()
+
+    def stopped(self) -> bool:
+        """Whether the context is stopped."""
+        with self._lock:
+            return self._stopped
+
+    def restart(self) -> None:
+        """Clear the stopped flag; queue and count are untouched."""
+        with self._lock:
+            self._stopped = False
+
+    def outstanding(self) -> int:
+        """The published outstanding-work count (for tests and debugging)."""
+        with self._lock:
+            return self._outstanding
+
+    def running_in_this_thread(self) -> bool:
+        """Whether the calling thread is inside a ``run*`` call of ours."""
+        return self._local.frame is not None
+
+    # ------------------------------------------------------------ signalling
+
+    def _wake_one_locked(self) -> None:
+        """Wake an idle thread, else interrupt a blocking reactor (2.6.6)."""
+        if self._idle:
+            wake = self._idle.pop().wake
+            assert wake is not None
+            wake.release()
+        elif self._task_running and not self._task_interrupted:
+            self._task_interrupted = True
+            self.reactor.interrupt()
+
+    def _wake_all_locked(self) -> None:
+        for frame in self._idle:
+            assert frame.wake is not None
+            frame.wake.release()
+        self._idle.clear()
+
+    def _wait_locked(self, frame: _Frame, timeout: float) -> None:
+        """Sleep on the condition until woken or ``timeout`` (-1: forever).
+
+        Called and returns with the lock held.  The caller re-checks its
+        state afterwards: wake-ups are "look again", never a promise.
+        """
+        wake = frame.wake
+        if wake is None:
+            wake = frame.wake = _allocate_lock()
+            wake.acquire()
+        self._idle.append(frame)
+        self._lock.release()
+        woken = False
+        try:
+            woken = wake.acquire(True, timeout)
+        finally:
+            self._lock.acquire()
+            if not woken:
+                if frame in self._idle:
+                    self._idle.remove(frame)
+                else:
+                    # A waker popped us and released (under the lock, which
+                    # we now hold): consume it so the next wait blocks.
+                    wake.acquire(False)
+
+    # ------------------------------------------------------------ accounting
+
+    def _publish_locked(self, frame: _Frame) -> bool:
+        """Move the frame's private count, then its private queue (W2).
+
+        Returns True when handlers became visible in the global queue.
+        """
+        work = frame.work
+        if work:
+            frame.work = 0
+            self._outstanding += work
+            if self._outstanding <= 0:
+                if self.debug and self._outstanding < 0:
+                    raise InvariantError("outstanding work count went negative")
+                self._stop_locked()
+        if frame.queue:
+            self._queue.extend(frame.queue)
+            frame.queue.clear()
+            return True
+        return False
+
+    def _leave(self, frame: _Frame) -> None:
+        """Pop ``frame``: publish what it holds and wake someone for it."""
+        with self._lock:
+            published = self._publish_locked(frame)
+            if frame.inbox:
+                self._queue.extend(frame.inbox)  # already counted
+                frame.inbox.clear()
+                published = True
+            if published and not self._stopped:
+                self._wake_one_locked()  # 2.5.4: nobody else may be looking
+            if self.debug:
+                self._check_invariants_locked()
+        self._local.frame = frame.prev
+
+    def _check_invariants_locked(self) -> None:
+        if self._outstanding < 0:
+            raise InvariantError(f"outstanding work count is {self._outstanding}")
+        sentinels = self._queue.count(_REACTOR_TASK)
+        if sentinels + int(self._task_running) != 1:
+            raise InvariantError(
+                f"reactor sentinel: {sentinels} queued, pass running={self._task_running}"
+            )
+
+    # ------------------------------------------------------------ the reactor pass
+
+    def _reactor_pass(self, out: deque[Handler], timeout: float | None) -> int:
+        """One reactor pass; completions go to ``out``.  Lock not held.
+
+        ``timeout``: None blocks, 0 polls, else seconds; the nearest timer
+        bounds it.  Returns how many completions were appended.
+        """
+        timers = self.timers
+        if timeout != 0.0:
+            deadline = timers.next_deadline()
+            if deadline is not None:
+                delay = deadline - _monotonic()
+                delay = delay if delay > 0.0 else 0.0
+                timeout = delay if timeout is None or delay < timeout else timeout
+        before = len(out)
+        for target, bits in self.reactor.wait(timeout):
+            target.on_ready(bits, out)
+        timers.expire(_monotonic(), out)
+        return len(out) - before
+
+    # ------------------------------------------------------------ run loops
+
+    def run(self, limit: int, deadline: float | None, poll: bool) -> int:
+        """Run up to ``limit`` handlers; return how many ran.
+
+        ``deadline`` (monotonic seconds) bounds the blocking of a timed
+        variant; ``poll`` never blocks.  Returns when the context is stopped
+        (explicitly or by the work count reaching zero), when the limit is
+        reached, or when the deadline passes / a poll finds nothing.
+        """
+        if self.single_threaded:
+            return self._run_lockless(limit, deadline, poll)
+        local = self._local
+        frame = _Frame(local.frame)
+        local.frame = frame
+        n = 0
+        inbox = frame.inbox
+        lock = self._lock
+        try:
+            while n < limit:
+                if inbox and not self._stopped:
+                    # Unlocked read of _stopped is a hint; it is re-checked
+                    # under the lock before anything from the shared queue.
+                    handler = inbox.popleft()
+                else:
+                    with lock:
+                        handler = self._next_locked(frame, deadline, poll)
+                    if handler is None:
+                        break
+                try:
+                    handler()
+                finally:
+                    frame.work -= 1  # the handler's unit, published lazily
+                n += 1
+        finally:
+            self._leave(frame)
+        return n
+
+    def _next_locked(
+        self, frame: _Frame, deadline: float | None, poll: bool
+    ) -> Handler | None:
+        """One step of 2.4: return a handler to run, or None to return.
+
+        Called with the lock held; may release it around a reactor pass or
+        a wait, and always returns with it held.
+        """
+        queue = self._queue
+        while True:
+            self._publish_locked(frame)
+            if self.debug:
+                self._check_invariants_locked()
+            if self._stopped:
+                return None
+            if self._outstanding <= 0:
+                self._stop_locked()
+                return None
+            if frame.inbox:
+                return frame.inbox.popleft()
+            if queue:
+                handler = queue.popleft()
+                if handler is not _REACTOR_TASK:
+                    if queue and self._idle:
+                        self._wake_one_locked()  # the cascade: more work, a helper
+                    return handler
+                if not self._run_reactor_locked(frame, deadline, poll):
+                    return None
+                continue
+            # The sentinel is with another thread and nothing is queued.
+            if poll:
+                return None
+            if deadline is None:
+                self._wait_locked(frame, -1)
+                continue
+            remaining = deadline - _monotonic()
+            if remaining <= 0.0:
+                return None
+            self._wait_locked(frame, remaining)
+
+    def _run_reactor_locked(self, frame: _Frame, deadline: float | None, poll: bool) -> bool:
+        """We popped the sentinel: run one pass.  False means "return now"."""
+        queue = self._queue
+        more = bool(queue)
+        if more or poll:
+            timeout: float | None = 0.0
+        elif deadline is None:
+            timeout = None
+        else:
+            timeout = max(0.0, deadline - _monotonic())
+        self._task_running = True
+        self._task_interrupted = timeout == 0.0
+        if more and self._idle:
+            self._wake_one_locked()  # someone drains the queue while we poll
+        self._lock.release()
+        produced = 0
+        try:
+            produced = self._reactor_pass(frame.inbox, timeout)
+        except BaseException:
+            self._lock.acquire()
+            self._task_running = False
+            queue.append(_REACTOR_TASK)  # 2.11.1 PORT DECISION: stay usable
+            self._wake_one_locked()
+            raise
+        self._lock.acquire()
+        self._task_running = False
+        queue.append(_REACTOR_TASK)
+        if deadline is not None and _monotonic() >= deadline:
+            return False  # checked once per traversal: a busy queue still ends
+        return bool(produced or more or not poll)
+
+    def _run_lockless(self, limit: int, deadline: float | None, poll: bool) -> int:
+        """The ``concurrency_hint=1`` loop: one thread, no lock, no hand-off."""
+        local = self._local
+        frame = _Frame(local.frame)
+        local.frame = frame
+        queue = self._queue
+        popleft = queue.popleft
+        n = 0
+        try:
+            while n < limit and not self._stopped:
+                if self._outstanding <= 0:
+                    self._stopped = True
+                    break
+                handler = popleft()
+                if handler is _REACTOR_TASK:
+                    more = bool(queue)
+                    if more or poll:
+                        timeout: float | None = 0.0
+                    elif deadline is None:
+                        timeout = None
+                    else:
+                        timeout = max(0.0, deadline - _monotonic())
+                    try:
+                        produced = self._reactor_pass(queue, timeout)
+                    finally:
+                        queue.append(_REACTOR_TASK)
+                    if deadline is not None and _monotonic() >= deadline:
+                        break
+                    if poll and not (produced or more):
+                        break
+                    continue
+                try:
+                    handler()
+                finally:
+                    self._outstanding -= 1
+                n += 1
+        finally:
+            local.frame = frame.prev
+        return n
+
+    # ------------------------------------------------------------ shutdown
+
+    def shutdown(self) -> list[Handler]:
+        """Close the scheduler: stop, refuse new posts, return queued handlers.
+
+        Waits for a reactor pass in progress on another thread to end (the
+        stop interrupted it) so the reactor can be closed safely.
+        """
+        with self._lock:
+            self._closed = True
+            self._stop_locked()
+        while True:
+            with self._lock:
+                if not self._task_running:
+                    drained = [h for h in self._queue if h is not _REACTOR_TASK]
+                    self._queue.clear()
+                    self._queue.append(_REACTOR_TASK)
+                    self._outstanding = 0
+                    return drained
+            time.sleep(0.0005)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` ran."""
+        return self._closed

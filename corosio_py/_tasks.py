@@ -1,0 +1,525 @@
+"""Tasks: the coroutine driver that runs ``async def`` code on an IOContext.
+
+A task is resumed by whichever thread runs its queued resumption, never by
+two threads at once: a resumption is queued only by the single party that
+completed (claimed) the operation the task was suspended on.  Everything the
+driver shares with other threads -- the current operation, a pending cancel
+request -- is guarded by ``Task._lock``; the result and done callbacks by
+``Task._done_lock``.  Lock order: task lock, then an operation's own lock
+(descriptor, timer queue, another task's done lock), then the scheduler lock.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, Generic, TypeVar, final
+
+from ._cancel import StopToken
+from ._context import Executor, IOContext
+from ._errors import Cancelled
+from ._ops import PENDING, Operation
+from ._scheduler import Handler
+
+__all__ = ("Task", "current_executor", "current_task", "run", "spawn", "yield_now")
+
+T = TypeVar("T")
+logger = logging.getLogger("corosio_py")
+
+#: Completions a task may consume inline in one resumption before it is
+#: re-queued: one busy socket must not starve the others (3.9).
+INLINE_BUDGET = 16
+
+
+class _Current(threading.local):
+    task: Task[Any] | None = None
+
+
+_current = _Current()
+
+#: Marker for "cancel requested by Task.cancel()" in ``Task._cancel_requested``.
+_BY_TASK_CANCEL = "task"
+
+
+@final
+class Task(Generic[T]):
+    """A coroutine running on an :class:`IOContext`; also awaitable.
+
+    Create with :func:`spawn`.  ``await task`` returns its result or raises
+    its exception (or ``Cancelled``).
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_coro",
+        "_ctx",
+        "_sched",
+        "_lock",
+        "_done_lock",
+        "_op",
+        "_suspension",
+        "_cancel_requested",
+        "_cancel_count",
+        "_value",
+        "_exc",
+        "_resume_cb",
+        "_done",
+        "_result",
+        "_exception",
+        "_callbacks",
+        "_retrieved",
+    )
+
+    def __init__(self, ctx: IOContext, coro: Coroutine[Any, Any, T]) -> None:
+        self._coro: Coroutine[Any, Any, T] | None = coro
+        self._ctx = ctx
+        self._sched = ctx._sched
+        self._lock = threading.Lock()
+        self._done_lock = threading.Lock()
+        self._op: Operation | None = None  # last operation started (lock)
+        self._suspension = 0  # numbers the suspensions (lock)
+        self._cancel_requested: object = None  # None, _BY_TASK_CANCEL or a timeout scope
+        self._cancel_count = 0  # Task.cancel() calls that took effect (lock)
+        self._value: object = None  # delivery slot, written by the claimer
+        self._exc: BaseException | None = None
+        self._resume_cb: Handler = self._step
+        self._done = False
+        self._result: T | None = None
+        self._exception: BaseException | None = None
+        self._callbacks: list[Callable[[Task[T]], object]] | None = []
+        self._retrieved = False
+
+    # ------------------------------------------------------------ public API
+
+    def done(self) -> bool:
+        """Whether the coroutine finished (returned, raised or was cancelled)."""
+        return self._done
+
+    def cancelled(self) -> bool:
+        """Whether the task finished by ``Cancelled``."""
+        return self._done and isinstance(self._exception, Cancelled)
+
+    def result(self) -> T:
+        """The coroutine's return value; raises its exception or ``Cancelled``.
+
+        :raises RuntimeError: while the task is still pending.
+        """
+        with self._done_lock:
+            if not self._done:
+                raise RuntimeError("the task is not done")
+            self._retrieved = True
+        if self._exception is not None:
+            raise self._exception
+        return self._result  # type: ignore[return-value]
+
+    def exception(self) -> BaseException | None:
+        """The coroutine's exception or None; raises ``Cancelled`` if cancelled.
+
+        :raises RuntimeError: while the task is still pending.
+        """
+        with self._done_lock:
+            if not self._done:
+                raise RuntimeError("the task is not done")
+            self._retrieved = True
+        if isinstance(self._exception, Cancelled):
+            raise self._exception
+        return self._exception
+
+    def cancel(self) -> bool:
+        """Request cancellation; False once the task is done.  Any thread.
+
+        The operation the task is suspended on completes with ``Cancelled``
+        at its ``await``; a running (or queued) task is cancelled at its next
+        suspension.
+        """
+        with self._lock:
+            if self._done:
+                return False
+            self._cancel_count += 1
+            op = self._op
+            if op is not None and op.cancel(self):
+                return True
+            self._cancel_requested = _BY_TASK_CANCEL
+            return True
+
+    def add_done_callback(self, fn: Callable[[Task[T]], object]) -> None:
+        """Call ``fn(task)`` when done (on the finishing thread), or now."""
+        if not callable(fn):
+            raise TypeError("fn must be callable")
+        with self._done_lock:
+            if self._callbacks is not None:
+                self._callbacks.append(fn)
+                return
+        fn(self)
+
+    def remove_done_callback(self, fn: Callable[[Task[T]], object]) -> int:
+        """Remove every registration of ``fn``; return how many."""
+        with self._done_lock:
+            if self._callbacks is None:
+                return 0
+            before = len(self._callbacks)
+            self._callbacks = [cb for cb in self._callbacks if cb != fn]
+            return before - len(self._callbacks)
+
+    @property
+    def context(self) -> IOContext:
+        """The context the task runs on."""
+        return self._ctx
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        result: T = yield _JoinOp(self)
+        return result
+
+    def __repr__(self) -> str:
+        coro = self._coro
+        name = getattr(coro, "__qualname__", "?")
+        if not self._done:
+            state = "pending"
+        elif self.cancelled():
+            state = "cancelled"
+        elif self._exception is not None:
+            state = f"exception={self._exception!r}"
+        else:
+            state = f"result={self._result!r}"
+        return f"<Task {name} {state}>"
+
+    def __del__(self) -> None:
+        exc = self._exception
+        if exc is not None and not self._retrieved and not isinstance(exc, Cancelled):
+            logger.error("Task exception was never retrieved: %r", self, exc_info=exc)
+
+    # ------------------------------------------------------------ the driver
+
+    def wakeup(self, value: object, exc: BaseException | None) -> Handler:
+        """Store the outcome of the awaited operation; return the handler
+        that resumes the task (the caller queues it exactly once)."""
+        self._value = value
+        self._exc = exc
+        return self._resume_cb
+
+    def _step(self) -> None:
+        """Resume the coroutine.  A queued handler; see the module docstring."""
+        value = self._value
+        exc = self._exc
+        self._value = self._exc = None
+        op = self._op
+        if op is not None:
+            token = op.stop_token
+            if token is not None:
+                token._source._unregister(id(self))
+                if token.stop_requested and not isinstance(exc, Cancelled):
+                    op.discard(value)
+                    value, exc = None, Cancelled()
+            # Unlocked read as a hint: a request that lands after it is
+            # honoured at the next suspension, under the lock.
+            if self._cancel_requested is not None and not isinstance(exc, Cancelled):
+                with self._lock:
+                    if self._cancel_requested is not None:
+                        self._cancel_requested = None
+                        op.discard(value)
+                        value, exc = None, Cancelled()
+        coro = self._coro
+        if coro is None:
+            return  # abandoned by IOContext.close()
+        prev = _current.task
+        _current.task = self
+        budget = INLINE_BUDGET
+        try:
+            while True:
+                try:
+                    if exc is None:
+                        yielded = coro.send(value)
+                    else:
+                        yielded = coro.throw(exc)
+                except StopIteration as stop:
+                    self._finish(stop.value, None)
+                    return
+                except BaseException as error:
+                    self._finish(None, error)
+                    if not isinstance(error, Exception):
+                        if isinstance(error, (Cancelled, GeneratorExit)):
+                            return
+                        raise  # KeyboardInterrupt, SystemExit: leave run()
+                    return
+                if not isinstance(yielded, Operation):
+                    if yielded is not None:
+                        value, exc = None, TypeError(
+                            f"a corosio_py task cannot await {type(yielded).__name__}"
+                        )
+                        continue
+                    yielded = _YIELD  # a bare yield: re-queue behind other work
+                value, exc = None, None
+                with self._lock:
+                    if self._cancel_requested is not None:
+                        self._cancel_requested = None
+                        exc = Cancelled()  # the operation never starts
+                        continue
+                    self._op = yielded
+                    self._suspension += 1
+                    token = yielded.stop_token
+                    if token is not None and not self._watch_token(yielded, token):
+                        exc = Cancelled()  # already stopped: never starts
+                        continue
+                    try:
+                        value = yielded.start(self)
+                    except BaseException as error:
+                        value, exc = None, error
+                    if value is PENDING:
+                        return
+                    if token is not None:
+                        token._source._unregister(id(self))
+                    if exc is not None:
+                        continue
+                budget -= 1
+                if budget <= 0:
+                    self._sched.post(self.wakeup(value, None))
+                    return
+        finally:
+            _current.task = prev
+
+    def _watch_token(self, op: Operation, token: StopToken) -> bool:
+        """Cancel ``op`` when its stop token fires; False if already stopped.
+
+        Called under the lock before the operation starts, so a firing
+        callback waits for the lock and then finds the operation parked (and
+        claims it) or already completed.
+        """
+        fired = functools.partial(self._token_fired, op, self._suspension)
+        return token._source._register(id(self), fired)
+
+    def _token_fired(self, op: Operation, suspension: int) -> None:
+        with self._lock:
+            if self._op is op and self._suspension == suspension:
+                op.cancel(self)
+
+    def _cancel_for_scope(self, scope: CancelScope) -> None:
+        """A scope (timeout, task group) cancels the current or next suspension."""
+        with self._lock:
+            if self._done or not scope.active:
+                return
+            scope.fired = True
+            op = self._op
+            if op is not None and op.cancel(self):
+                return
+            if self._cancel_requested is None:
+                self._cancel_requested = scope
+
+    def _close_scope(self, scope: CancelScope) -> bool:
+        """A scope ends: drop its unconsumed request; return whether it fired."""
+        with self._lock:
+            scope.active = False
+            if self._cancel_requested is scope:
+                self._cancel_requested = None
+            return scope.fired
+
+    def _finish(self, value: T | None, exc: BaseException | None) -> None:
+        with self._done_lock:
+            self._done = True
+            self._result = value
+            self._exception = exc
+            callbacks, self._callbacks = self._callbacks, None
+        self._coro = None
+        self._ctx._task_finished(self)
+        for callback in callbacks or ():
+            try:
+                callback(self)
+            except Exception:
+                logger.exception("exception in a done callback of %r", self)
+
+    def _abandon(self) -> None:
+        """Context shutdown: close the coroutine, report ``Cancelled``."""
+        coro, self._coro = self._coro, None
+        if self._done or coro is None:
+            return
+        try:
+            coro.close()  # runs its finally blocks
+        except (RuntimeError, ValueError):
+            logger.exception("closing the coroutine of %r failed", self)
+        with self._done_lock:
+            self._done = True
+            self._exception = Cancelled("the IOContext was closed")
+            self._callbacks = None
+
+
+class CancelScope:
+    """A region of a task that something may cancel (a timeout, a group).
+
+    ``active`` and ``fired`` are guarded by the task's lock.
+    """
+
+    __slots__ = ("active", "fired")
+
+    def __init__(self) -> None:
+        self.active = True
+        self.fired = False
+
+
+class _JoinOp(Operation):
+    """``await task``: completes when the task is done."""
+
+    __slots__ = ("_target", "_waiter")
+
+    def __init__(self, target: Task[Any]) -> None:
+        super().__init__()
+        self._target = target
+        self._waiter: Task[Any] | None = None
+
+    def start(self, task: Task[Any]) -> object:
+        target = self._target
+        if target is task:
+            raise RuntimeError("a task cannot await itself")
+        with target._done_lock:
+            if target._callbacks is not None:
+                self._waiter = task
+                target._callbacks.append(self._on_done)
+                return PENDING
+            target._retrieved = True
+        if target._exception is not None:
+            raise target._exception
+        return target._result
+
+    def _on_done(self, target: Task[Any]) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            target._retrieved = True
+            if target._exception is not None:
+                waiter._sched.post(waiter.wakeup(None, target._exception))
+            else:
+                waiter._sched.post(waiter.wakeup(target._result, None))
+
+    def cancel(self, task: Task[Any]) -> bool:
+        target = self._target
+        with target._done_lock:
+            if target._callbacks is None or self._waiter is not task:
+                return False
+            target._callbacks.remove(self._on_done)
+            self._waiter = None
+        task._sched.post(task.wakeup(None, Cancelled()))
+        return True
+
+
+class _YieldOp(Operation):
+    """``await yield_now()``: re-queue the task behind other ready work."""
+
+    __slots__ = ()
+
+    def start(self, task: Task[Any]) -> object:
+        task._sched.post(task.wakeup(None, None))
+        return PENDING
+
+
+_YIELD = _YieldOp()
+
+
+def yield_now() -> Operation:
+    """Awaitable: let other ready work run, then continue."""
+    return _YIELD
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def _context_of(ctx_or_executor: object) -> IOContext:
+    if isinstance(ctx_or_executor, IOContext):
+        return ctx_or_executor
+    if isinstance(ctx_or_executor, Executor):
+        return ctx_or_executor.context
+    raise TypeError(
+        f"expected an IOContext or Executor, got {type(ctx_or_executor).__name__}"
+    )
+
+
+def spawn(ctx_or_executor: IOContext | Executor, coro: Coroutine[Any, Any, T]) -> Task[T]:
+    """Start ``coro`` as a task on the context; returns the :class:`Task`.
+
+    The task is queued (it never runs inline), so it counts as outstanding
+    work until it finishes.  Raises ``RuntimeError`` on a closed context.
+    """
+    ctx = _context_of(ctx_or_executor)
+    if not isinstance(coro, Coroutine):
+        raise TypeError(f"spawn() needs a coroutine, got {type(coro).__name__}")
+    task = Task(ctx, coro)
+    ctx._task_started(task)
+    try:
+        ctx._sched.post(task._resume_cb)
+    except BaseException:
+        ctx._task_finished(task)
+        task._coro = None
+        coro.close()
+        raise
+    return task
+
+
+def current_task() -> Task[Any] | None:
+    """The task running on this thread, or None outside any task."""
+    return _current.task
+
+
+def current_executor() -> Executor:
+    """The executor of the running task's context.
+
+    :raises RuntimeError: outside a task.
+    """
+    task = _current.task
+    if task is None:
+        raise RuntimeError("current_executor() called outside a corosio_py task")
+    return task._ctx.executor
+
+
+def _require_task(what: str) -> Task[Any]:
+    task = _current.task
+    if task is None:
+        raise RuntimeError(f"{what} must be used inside a corosio_py task")
+    return task
+
+
+def run(coro: Coroutine[Any, Any, T], *, threads: int = 1, backend: str | None = None) -> T:
+    """Run ``coro`` on a new context served by ``threads`` threads.
+
+    Returns its result or raises its exception.  When it finishes the
+    context is closed: other unfinished tasks are cancelled (their
+    coroutines closed).
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError("threads must be an int")
+    if threads < 1:
+        raise ValueError("threads must be >= 1")
+    if not isinstance(coro, Coroutine):
+        raise TypeError(f"run() needs a coroutine, got {type(coro).__name__}")
+    try:
+        ctx = IOContext(backend=backend)
+    except BaseException:
+        coro.close()
+        raise
+    with ctx:
+        main = spawn(ctx, coro)
+        main.add_done_callback(lambda _: ctx.stop())
+        errors: list[BaseException] = []
+
+        def serve() -> None:
+            while not main.done() and not ctx.stopped():
+                try:
+                    ctx.run()
+                except BaseException as error:  # a posted function raised
+                    errors.append(error)
+                    ctx.stop()
+
+        workers = [
+            threading.Thread(target=serve, name=f"corosio-run-{i}", daemon=True)
+            for i in range(1, threads)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            serve()
+        finally:
+            ctx.stop()
+            for worker in workers:
+                worker.join()
+        if errors and not main.done():
+            raise errors[0]
+        if not main.done():
+            raise RuntimeError("the context stopped before the coroutine finished")
+        return main.result()

@@ -1,0 +1,85 @@
+"""``with timeout(seconds):`` -- cancel what a task awaits when time runs out."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any, final
+
+from . import _validate
+from ._errors import Cancelled
+from ._scheduler import Handler
+from ._tasks import CancelScope, Task, _require_task
+from ._timers import TimerWaiter
+
+__all__ = ("timeout",)
+
+
+class _ScopeDeadline(TimerWaiter):
+    """The timer-queue entry of one timeout scope."""
+
+    __slots__ = ("deadline", "pending", "_task", "_scope")
+
+    def __init__(self, task: Task[Any], scope: CancelScope) -> None:
+        self.deadline = 0.0
+        self.pending = False
+        self._task = task
+        self._scope = scope
+
+    def expired(self) -> Handler:
+        return self._fire
+
+    def _fire(self) -> None:
+        self._task._cancel_for_scope(self._scope)
+
+
+@final
+class timeout:  # noqa: N801 - a lower-case context manager, like asyncio.timeout
+    """Cancel what the current task awaits inside the block after ``seconds``.
+
+    On expiry the awaited operation completes with ``Cancelled`` and the
+    ``with`` raises ``TimeoutError``.  A non-positive ``seconds`` lets the
+    body run up to its first suspension, which is cancelled at once.  Use it
+    inside a corosio_py task (``RuntimeError`` otherwise).
+    """
+
+    __slots__ = ("_delay", "_task", "_scope", "_entry", "_cancels_at_enter")
+
+    def __init__(self, seconds: float) -> None:
+        self._delay = _validate.seconds(seconds)
+        self._task: Task[Any] | None = None
+        self._scope = CancelScope()
+        self._entry: _ScopeDeadline | None = None
+        self._cancels_at_enter = 0
+
+    @property
+    def expired(self) -> bool:
+        """Whether the deadline passed while the block was running."""
+        return self._scope.fired
+
+    def __enter__(self) -> timeout:
+        if self._task is not None:
+            raise RuntimeError("a timeout object cannot be entered twice")
+        task = self._task = _require_task("timeout()")
+        self._cancels_at_enter = task._cancel_count
+        if self._delay <= 0.0:
+            task._cancel_for_scope(self._scope)
+        else:
+            entry = self._entry = _ScopeDeadline(task, self._scope)
+            task._sched.add_timer(entry, time.monotonic() + min(self._delay, 1e15))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task = self._task
+        assert task is not None
+        entry = self._entry
+        if entry is not None and task._sched.timers.remove(entry):
+            task._sched.work_finished()
+        fired = task._close_scope(self._scope)
+        if fired and isinstance(exc, Cancelled) and task._cancel_count == self._cancels_at_enter:
+            raise TimeoutError(f"timed out after {self._delay} s") from None
