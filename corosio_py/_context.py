@@ -124,10 +124,11 @@ class IOContext:
 
     def post(self, fn: Callable[..., object], /, *args: Any) -> None:
         """Queue ``fn(*args)``; it counts as outstanding work until it runs."""
-        handler = _bind(fn, args)
-        if self._sched.closed:
-            raise RuntimeError("the IOContext is closed")
-        self._sched.post(handler)
+        if args:
+            fn = functools.partial(fn, *args)
+        elif not callable(fn):
+            raise TypeError(f"expected a callable, got {type(fn).__name__}")
+        self._sched.post(fn)
 
     def work_guard(self) -> WorkGuard:
         """Keep :meth:`run` from returning for lack of work until reset."""

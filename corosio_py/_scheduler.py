@@ -50,6 +50,10 @@ _monotonic = time.monotonic
 _allocate_lock = threading.Lock
 #: ``run*`` loops are bounded by this many handlers when "unlimited".
 UNLIMITED: Final = 1 << 62
+#: While handlers are queued the reactor only polls (never blocks); a poll
+#: costs a system call, so it is skipped when the last pass ended less than
+#: this long ago.  I/O and timers still get a pass at least this often.
+POLL_INTERVAL: Final = 0.0001
 
 
 def _reactor_task() -> None:  # pragma: no cover - identity only
@@ -100,6 +104,7 @@ class Scheduler:
         self._closed = False
         self._task_running = False  # a thread is inside a reactor pass
         self._task_interrupted = False  # that pass will not block (or was woken)
+        self._last_pass = 0.0  # monotonic end of the last reactor pass (lock)
         self._idle: list[_Frame] = []  # threads waiting on the condition
         self._local = _Local()
         self.debug = os.environ.get("COROSIO_DEBUG", "") not in ("", "0")
@@ -119,7 +124,7 @@ class Scheduler:
     def post(self, handler: Handler) -> None:
         """Queue ``handler``; it holds one unit of outstanding work until run."""
         frame = self._local.frame
-        if frame is not None:
+        if frame is not None and not self._closed:
             frame.queue.append(handler)  # fast path: private, published later
             frame.work += 1
             return
@@ -395,7 +400,15 @@ class Scheduler:
         """
         queue = self._queue
         while True:
-            self._publish_locked(frame)
+            work = frame.work
+            if work:  # publish: the count first (W2), then the handlers
+                frame.work = 0
+                self._outstanding += work
+                if self._outstanding <= 0:
+                    self._stop_locked()
+            if frame.queue:
+                queue.extend(frame.queue)
+                frame.queue.clear()
             if self.debug:
                 self._check_invariants_locked()
             if self._stopped:
@@ -429,6 +442,9 @@ class Scheduler:
         """We popped the sentinel: run one pass.  False means "return now"."""
         queue = self._queue
         more = bool(queue)
+        if more and _monotonic() - self._last_pass < POLL_INTERVAL:
+            queue.append(_REACTOR_TASK)  # polled a moment ago: run handlers
+            return True
         if more or poll:
             timeout: float | None = 0.0
         elif deadline is None:
@@ -452,47 +468,64 @@ class Scheduler:
         self._lock.acquire()
         self._task_running = False
         queue.append(_REACTOR_TASK)
-        if deadline is not None and _monotonic() >= deadline:
+        self._last_pass = now = _monotonic()
+        if deadline is not None and now >= deadline:
             return False  # checked once per traversal: a busy queue still ends
         return bool(produced or more or not poll)
 
     def _run_lockless(self, limit: int, deadline: float | None, poll: bool) -> int:
-        """The ``concurrency_hint=1`` loop: one thread, no lock, no hand-off."""
+        """The ``concurrency_hint=1`` loop: one thread, no lock, no hand-off.
+
+        Handlers' units are released in bulk when the sentinel comes round:
+        the count can only be high in between, and it reaches zero only once
+        the queue holds nothing but the sentinel, which is then popped next.
+        """
         local = self._local
         frame = _Frame(local.frame)
         local.frame = frame
         queue = self._queue
         popleft = queue.popleft
-        n = 0
+        n = settled = 0
         try:
+            if self._outstanding <= 0:
+                self._stopped = True
             while n < limit and not self._stopped:
-                if self._outstanding <= 0:
-                    self._stopped = True
-                    break
                 handler = popleft()
-                if handler is _REACTOR_TASK:
-                    more = bool(queue)
-                    if more or poll:
-                        timeout: float | None = 0.0
-                    elif deadline is None:
-                        timeout = None
-                    else:
-                        timeout = max(0.0, deadline - _monotonic())
+                if handler is not _REACTOR_TASK:
                     try:
-                        produced = self._reactor_pass(queue, timeout)
+                        handler()
                     finally:
-                        queue.append(_REACTOR_TASK)
-                    if deadline is not None and _monotonic() >= deadline:
-                        break
-                    if poll and not (produced or more):
-                        break
+                        n += 1
                     continue
+                self._outstanding -= n - settled
+                settled = n
+                more = bool(queue)
+                if not more and self._outstanding <= 0:
+                    self._stopped = True
+                    queue.append(_REACTOR_TASK)
+                    break
+                if more and _monotonic() - self._last_pass < POLL_INTERVAL:
+                    queue.append(_REACTOR_TASK)
+                    continue
+                if more or poll:
+                    timeout: float | None = 0.0
+                elif deadline is None:
+                    timeout = None
+                else:
+                    timeout = max(0.0, deadline - _monotonic())
                 try:
-                    handler()
+                    produced = self._reactor_pass(queue, timeout)
                 finally:
-                    self._outstanding -= 1
-                n += 1
+                    queue.append(_REACTOR_TASK)
+                    self._last_pass = now = _monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                if poll and not (produced or more):
+                    break
         finally:
+            self._outstanding -= n - settled
+            if self._outstanding <= 0:
+                self._stopped = True
             local.frame = frame.prev
         return n
 

@@ -1,0 +1,1 @@
+"""Runnable examples: ``python -m corosio_py.examples.<name>``."""
