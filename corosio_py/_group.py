@@ -85,7 +85,7 @@ async def _wait_all_shielded(watch: _Watch) -> bool:
             cancelled = True
 
 
-async def gather(*awaitables: Coroutine[Any, Any, Any] | Task[Any]) -> list[Any]:
+async def gather(*awaitables: Any) -> list[Any]:
     """Run coroutines (and await tasks) concurrently; results in argument order.
 
     On the first error the others are cancelled and waited for, and that

@@ -372,6 +372,7 @@ class Scheduler:
         lock = self._lock
         try:
             while n < limit:
+                handler: Handler | None
                 if inbox and not self._stopped:
                     # Unlocked read of _stopped is a hint; it is re-checked
                     # under the lock before anything from the shared queue.

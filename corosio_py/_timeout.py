@@ -10,13 +10,12 @@ from . import _validate
 from ._errors import Cancelled
 from ._scheduler import Handler
 from ._tasks import CancelScope, Task, _require_task
-from ._timers import TimerWaiter
 
 __all__ = ("timeout",)
 
 
-class _ScopeDeadline(TimerWaiter):
-    """The timer-queue entry of one timeout scope."""
+class _ScopeDeadline:
+    """The timer-queue entry (a :class:`TimerWaiter`) of one timeout scope."""
 
     __slots__ = ("deadline", "pending", "_task", "_scope")
 

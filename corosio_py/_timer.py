@@ -13,13 +13,12 @@ from ._errors import Cancelled
 from ._ops import PENDING, Operation
 from ._scheduler import Handler
 from ._tasks import Task
-from ._timers import TimerWaiter
 
 __all__ = ("Timer", "sleep")
 
 
-class _TimerWait(Operation, TimerWaiter):
-    """One ``await`` on a deadline; a waiter in the timer queue."""
+class _TimerWait(Operation):
+    """One ``await`` on a deadline; a :class:`TimerWaiter` in the timer queue."""
 
     __slots__ = ("deadline", "pending", "_task", "_timer")
 

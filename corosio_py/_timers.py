@@ -20,20 +20,17 @@ import itertools
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 Completion = Callable[[], object]
 
 
-class TimerWaiter:
-    """One pending wait in the heap.
+class TimerWaiter(Protocol):
+    """One pending wait in the heap (structural: operations are waiters too).
 
     ``pending`` is guarded by the owning :class:`TimerQueue`'s lock.
-    Subclasses say what to queue when the waiter expires.
     """
 
-    # Subclasses declare the two slots (a base with slots of its own would
-    # clash with the other base of an operation that is also a waiter).
-    __slots__ = ()
     deadline: float
     pending: bool
 
@@ -43,7 +40,7 @@ class TimerWaiter:
         Called once, on the reactor thread, after the waiter was detached.
         The completion inherits the waiter's unit of outstanding work.
         """
-        raise NotImplementedError
+        ...
 
 
 class TimerQueue:
