@@ -16,7 +16,9 @@ This module ports SCHEDULER_SEMANTICS section 2.  The moving parts:
   and are published (count first, then the splice: invariant W2) the next
   time the thread takes the lock.  Completions collected by a reactor pass
   go to the frame's ``inbox`` and the reactor thread runs them itself: a
-  hand-off to another thread costs more than the handler.
+  hand-off to another thread costs more than the handler.  When no other
+  thread is idle, a thread also moves a small batch of queued handlers to
+  its inbox per lock hold.
 * Idle threads wait on the condition variable formed by ``_lock`` and one
   wake-up lock per frame (``_idle`` is the waiter list).  They are woken one
   at a time as work arrives; ``stop()`` wakes all and interrupts the reactor.
@@ -54,6 +56,9 @@ UNLIMITED: Final = 1 << 62
 #: costs a system call, so it is skipped when the last pass ended less than
 #: this long ago.  I/O and timers still get a pass at least this often.
 POLL_INTERVAL: Final = 0.0001
+#: Handlers a thread takes from the shared queue per lock hold when no other
+#: thread is idle (it runs them without the lock, in order).
+BATCH: Final = 16
 
 
 def _reactor_task() -> None:  # pragma: no cover - identity only
@@ -133,7 +138,8 @@ class Scheduler:
                 raise RuntimeError("the IOContext is closed")
             self._outstanding += 1  # count before visibility (W2)
             self._queue.append(handler)
-            self._wake_one_locked()
+            if self._idle or (self._task_running and not self._task_interrupted):
+                self._wake_one_locked()
 
     def post_counted(self, handler: Handler) -> None:
         """Queue ``handler`` whose unit of work is already counted.
@@ -313,7 +319,8 @@ class Scheduler:
         with self._lock:
             published = self._publish_locked(frame)
             if frame.inbox:
-                self._queue.extend(frame.inbox)  # already counted
+                # Already counted; back to the head, where they came from.
+                self._queue.extendleft(reversed(frame.inbox))
                 frame.inbox.clear()
                 published = True
             if published and not self._stopped:
@@ -422,8 +429,11 @@ class Scheduler:
             if queue:
                 handler = queue.popleft()
                 if handler is not _REACTOR_TASK:
-                    if queue and self._idle:
-                        self._wake_one_locked()  # the cascade: more work, a helper
+                    if queue:
+                        if self._idle:
+                            self._wake_one_locked()  # the cascade: more work, a helper
+                        else:
+                            self._take_batch_locked(frame.inbox)
                     return handler
                 if not self._run_reactor_locked(frame, deadline, poll):
                     return None
@@ -438,6 +448,19 @@ class Scheduler:
             if remaining <= 0.0:
                 return None
             self._wait_locked(frame, remaining)
+
+    def _take_batch_locked(self, inbox: deque[Handler]) -> None:
+        """Nobody is idle: take a few more handlers, to run without the lock.
+
+        They stay counted globally (like reactor completions) and go back to
+        the head of the queue if this thread leaves before running them.
+        The sentinel is never taken, so I/O keeps its turn.
+        """
+        queue = self._queue
+        for _ in range(BATCH - 1):
+            if not queue or queue[0] is _REACTOR_TASK:
+                break
+            inbox.append(queue.popleft())
 
     def _run_reactor_locked(self, frame: _Frame, deadline: float | None, poll: bool) -> bool:
         """We popped the sentinel: run one pass.  False means "return now"."""
