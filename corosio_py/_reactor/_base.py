@@ -97,7 +97,8 @@ class Reactor(Protocol):
     def wait(self, timeout: float | None) -> list[tuple[ReadinessTarget, int]]:
         """One reactor pass: block up to ``timeout`` seconds for readiness.
 
-        ``None`` blocks until an event or an interrupt, ``0`` never blocks.
+        ``None`` blocks until an event or an interrupt, ``0`` (or a negative
+        value: a deadline already past) never blocks.
         Returns ``(target, bits)`` pairs with bits from READ/WRITE/ERROR; a
         hang-up is reported as ``READ | WRITE`` so parked operations retry
         their system call and see EOF or the error.  Interrupts are consumed

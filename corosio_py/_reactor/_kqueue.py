@@ -1,0 +1,351 @@
+"""The kqueue reactor (macOS, BSD; emulated over epoll on Linux).
+
+Facts about kqueue
+------------------
+* Registrations are keyed by ``(ident, filter)``; read and write readiness
+  are separate filters, so one socket can produce two events per batch.
+* ``EV_CLEAR`` makes a filter edge-triggered.  Closing an fd removes its
+  filters.  CPython's ``kevent.udata`` is an integer, not an object.
+* ``EV_EOF`` marks a shut-down direction; on a socket its ``fflags`` carry
+  the socket error (that is how a refused non-blocking connect shows up: a
+  WRITE event with ``EV_EOF`` and ``fflags`` = ``ECONNREFUSED``).
+* CPython does not export ``EVFILT_USER`` or ``NOTE_TRIGGER`` (CPython issue
+  69788); the raw filter value differs per platform.
+
+What this means for corosio_py
+------------------------------
+* Each descriptor gets READ and WRITE filters with ``EV_ADD | EV_CLEAR``
+  (SCHEDULER_SEMANTICS 3.2.2) and an ``fd -> target`` map under a lock; the
+  two events of one fd in a batch collapse into one ``(target, bits)`` pair.
+* The interrupt is a user event, ident 0, triggered with ``NOTE_TRIGGER``
+  (2.7.1).  Where its filter value is unknown (NetBSD, OpenBSD) or the kernel
+  refuses it, a self-pipe watched for READ takes its place (2.7.6).  Both
+  sit behind an armed flag so a burst of interrupts costs one system call.
+* :func:`default_api` is the one place that picks ``select.kqueue`` or, where
+  it is missing, the epoll-backed :mod:`._kqueue_emulation`, so the tests
+  exercise this module on Linux too.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Final, Protocol, final
+
+from . import _kqueue_emulation as _emulation
+from ._base import ERROR, READ, WRITE, ReadinessTarget
+from ._level import SelfPipe
+
+#: Raw ``EVFILT_USER`` per ``sys.platform`` prefix (absent: use a self-pipe).
+_EVFILT_USER_BY_PLATFORM: Final = (("darwin", -10), ("freebsd", -11))
+#: ``NOTE_TRIGGER`` has the same value on every platform with EVFILT_USER.
+_NOTE_TRIGGER: Final = 0x01000000
+#: Events harvested per pass (upstream ``max_events_per_poll``).
+_MAX_EVENTS: Final = 128
+#: The ident of the interrupt user event.
+_WAKE_IDENT: Final = 0
+
+
+class KeventLike(Protocol):
+    """The fields of ``select.kevent`` the reactor reads."""
+
+    @property
+    def ident(self) -> int: ...
+    @property
+    def filter(self) -> int: ...
+    @property
+    def flags(self) -> int: ...
+    @property
+    def fflags(self) -> int: ...
+
+
+class KqueueLike(Protocol):
+    """The methods of ``select.kqueue`` the reactor calls."""
+
+    def control(
+        self, changelist: Iterable[Any] | None, max_events: int, timeout: float | None = ...
+    ) -> list[Any]:
+        """Apply changes, then wait for up to ``max_events`` events."""
+        ...
+
+    def fileno(self) -> int:
+        """The kqueue fd."""
+        ...
+
+    def close(self) -> None:
+        """Close the kqueue."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class KqueueAPI:
+    """The kqueue implementation and constants the reactor is written against."""
+
+    kqueue: Callable[[], KqueueLike]
+    kevent: Callable[..., Any]
+    filter_read: int
+    filter_write: int
+    #: ``None`` where the platform's ``EVFILT_USER`` value is unknown.
+    filter_user: int | None
+    ev_add: int
+    ev_delete: int
+    ev_clear: int
+    ev_eof: int
+    ev_error: int
+    note_trigger: int
+    emulated: bool
+
+
+def _native_user_filter() -> int | None:
+    for prefix, value in _EVFILT_USER_BY_PLATFORM:
+        if sys.platform.startswith(prefix):
+            return value
+    return None
+
+
+def default_api() -> KqueueAPI:
+    """Pick ``select.kqueue`` where it exists, else the epoll emulation."""
+    if hasattr(select, "kqueue"):
+        native: Any = select  # typeshed hides the kqueue names on Linux
+        return KqueueAPI(
+            kqueue=native.kqueue,
+            kevent=native.kevent,
+            filter_read=native.KQ_FILTER_READ,
+            filter_write=native.KQ_FILTER_WRITE,
+            filter_user=_native_user_filter(),
+            ev_add=native.KQ_EV_ADD,
+            ev_delete=native.KQ_EV_DELETE,
+            ev_clear=native.KQ_EV_CLEAR,
+            ev_eof=native.KQ_EV_EOF,
+            ev_error=native.KQ_EV_ERROR,
+            note_trigger=_NOTE_TRIGGER,
+            emulated=False,
+        )
+    return KqueueAPI(
+        kqueue=_emulation.EmulatedKqueue,
+        kevent=_emulation.kevent,
+        filter_read=_emulation.KQ_FILTER_READ,
+        filter_write=_emulation.KQ_FILTER_WRITE,
+        filter_user=_emulation.KQ_FILTER_USER,
+        ev_add=_emulation.KQ_EV_ADD,
+        ev_delete=_emulation.KQ_EV_DELETE,
+        ev_clear=_emulation.KQ_EV_CLEAR,
+        ev_eof=_emulation.KQ_EV_EOF,
+        ev_error=_emulation.KQ_EV_ERROR,
+        note_trigger=_emulation.KQ_NOTE_TRIGGER,
+        emulated=True,
+    )
+
+
+def without_user_events(api: KqueueAPI) -> KqueueAPI:
+    """``api`` as on a platform with no known ``EVFILT_USER`` (for tests)."""
+    return replace(api, filter_user=None)
+
+
+class _Waker(Protocol):
+    """An interrupt source: the kevent it shows up as, and how to use it."""
+
+    key: tuple[int, int]  # (ident, filter) of the event that means "wake up"
+
+    def signal(self) -> None: ...
+    def consume(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@final
+class _UserEventWaker:
+    """``EVFILT_USER`` ident 0 behind an armed flag (2.7.2)."""
+
+    def __init__(self, kq: KqueueLike, api: KqueueAPI, user_filter: int) -> None:
+        kq.control([api.kevent(_WAKE_IDENT, user_filter, api.ev_add | api.ev_clear)], 0)
+        self.key = (_WAKE_IDENT, user_filter)
+        self._trigger = api.kevent(_WAKE_IDENT, user_filter, 0, api.note_trigger)
+        self._kq = kq
+        self._lock = threading.Lock()
+        self._armed = False  # guarded by _lock
+        self._closed = False  # guarded by _lock
+
+    def signal(self) -> None:
+        with self._lock:
+            if self._armed or self._closed:
+                return
+            self._armed = True
+            try:
+                self._kq.control([self._trigger], 0)
+            except BaseException:
+                self._armed = False
+                raise
+
+    def consume(self) -> None:
+        # EV_CLEAR already reset the event when it was reported.
+        with self._lock:
+            self._armed = False
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+
+@final
+class _PipeWaker:
+    """The fallback: a self-pipe watched for READ.
+
+    ``EV_CLEAR`` is enough: the armed flag means a byte is only ever written
+    into an empty pipe, and every such write is a fresh edge.
+    """
+
+    def __init__(self, kq: KqueueLike, api: KqueueAPI) -> None:
+        self._pipe = SelfPipe()
+        try:
+            flags = api.ev_add | api.ev_clear
+            kq.control([api.kevent(self._pipe.read_fd, api.filter_read, flags)], 0)
+        except BaseException:
+            self._pipe.close()
+            raise
+        self.key = (self._pipe.read_fd, api.filter_read)
+
+    def signal(self) -> None:
+        self._pipe.signal()
+
+    def consume(self) -> None:
+        self._pipe.consume()
+
+    def close(self) -> None:
+        self._pipe.close()
+
+
+def _make_waker(kq: KqueueLike, api: KqueueAPI) -> _Waker:
+    if api.filter_user is not None:
+        try:
+            return _UserEventWaker(kq, api, api.filter_user)
+        except OSError:
+            pass  # kernel without EVFILT_USER: fall back (2.7.6)
+    return _PipeWaker(kq, api)
+
+
+@final
+class KqueueReactor:
+    """An edge-triggered kqueue reactor.
+
+    Thread safety: :meth:`wait` is called by one thread at a time; every
+    other method may be called from any thread.  :meth:`close` must not race
+    a :meth:`wait` in progress.
+    """
+
+    name: ClassVar[str] = "kqueue"
+    edge_triggered: ClassVar[bool] = True
+
+    def __init__(self, *, api: KqueueAPI | None = None) -> None:
+        """Create the kqueue and its interrupt source.
+
+        :param api: the implementation to use; :func:`default_api` if None.
+        :raises OSError: when the OS refuses the kqueue or both interrupt
+            sources (nothing leaks).
+        """
+        self._api = api = default_api() if api is None else api
+        self._kq = api.kqueue()
+        try:
+            # CPython creates it close-on-exec already; upstream sets it
+            # explicitly (3.2.1), and so do we in case that ever changes.
+            os.set_inheritable(self._kq.fileno(), False)
+            self._waker = _make_waker(self._kq, api)
+        except BaseException:
+            self._kq.close()
+            raise
+        self._fd_filters = (api.filter_read, api.filter_write)
+        # Filter -> bits, then flag -> extra bits: the event mapping of 3.2.4,
+        # with EOF waking both directions like a hang-up everywhere else.
+        self._filter_bits = {api.filter_read: READ, api.filter_write: WRITE}
+        self._flag_bits = ((api.ev_error, ERROR), (api.ev_eof, READ | WRITE))
+        self._lock = threading.Lock()
+        self._targets: dict[int, ReadinessTarget] = {}  # guarded by _lock
+        self._closed = False  # guarded by _lock
+
+    def register(self, fd: int, target: ReadinessTarget) -> None:
+        """Add READ and WRITE filters (``EV_ADD | EV_CLEAR``) for ``fd``.
+
+        :raises OSError: when kqueue refuses (``EBADF`` for a bad fd); any
+            filter already added is removed again.
+        :raises ValueError: when the reactor is closed.
+        """
+        flags = self._api.ev_add | self._api.ev_clear
+        changes = [self._api.kevent(fd, filt, flags) for filt in self._fd_filters]
+        with self._lock:
+            try:
+                self._kq.control(changes, 0)
+            except BaseException:
+                self._delete_filters(fd)
+                raise
+            self._targets[fd] = target
+
+    def deregister(self, fd: int) -> None:
+        """Delete both filters of ``fd``; errors are ignored."""
+        with self._lock:
+            self._targets.pop(fd, None)
+            self._delete_filters(fd)
+
+    def _delete_filters(self, fd: int) -> None:
+        # One call per filter: a failing change stops kevent() from applying
+        # the ones after it.
+        for filt in self._fd_filters:
+            try:
+                self._kq.control([self._api.kevent(fd, filt, self._api.ev_delete)], 0)
+            except (OSError, ValueError):
+                pass
+
+    def interest_changed(self) -> None:
+        """Do nothing: both filters stay registered all the time."""
+
+    def interrupt(self) -> None:
+        """Make the current or next :meth:`wait` return; a no-op once closed.
+
+        :raises OSError: when the trigger fails; the armed flag is reset.
+        """
+        self._waker.signal()
+
+    def wait(self, timeout: float | None) -> list[tuple[ReadinessTarget, int]]:
+        """Run one kqueue pass (see :meth:`Reactor.wait`).
+
+        :param timeout: seconds; ``None`` blocks, negative counts as 0.
+        :raises ValueError: when the reactor is closed.
+        """
+        os_timeout = None if timeout is None else max(timeout, 0.0)
+        try:
+            events: list[KeventLike] = self._kq.control(None, _MAX_EVENTS, os_timeout)
+        except InterruptedError:
+            return []
+        bits_by_fd: dict[int, int] = {}
+        woken = False
+        for ev in events:
+            if (ev.ident, ev.filter) == self._waker.key:
+                woken = True
+                continue
+            bits = self._filter_bits.get(ev.filter, 0)
+            for flag, extra in self._flag_bits:
+                if ev.flags & flag:
+                    bits |= extra
+            if ev.flags & self._api.ev_eof and ev.fflags:
+                bits |= ERROR  # the socket error travels in fflags
+            bits_by_fd[ev.ident] = bits_by_fd.get(ev.ident, 0) | bits
+        if woken:
+            self._waker.consume()
+        with self._lock:
+            return [
+                (target, bits)
+                for fd, bits in bits_by_fd.items()
+                if (target := self._targets.get(fd)) is not None
+            ]
+
+    def close(self) -> None:
+        """Close the kqueue and the interrupt source.  Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._targets.clear()
+            self._waker.close()
+            self._kq.close()

@@ -1,0 +1,60 @@
+"""The select(2) reactor: the last resort, available everywhere.
+
+Facts about select
+------------------
+* An ``fd_set`` is a bitmap of ``FD_SETSIZE`` bits (1024 on Linux and
+  macOS); CPython refuses larger fds with ``ValueError``.
+* Closing an fd that is in a set while ``select`` runs, or before it starts,
+  makes it fail with ``EBADF``.
+* The exceptional set reports out-of-band data on TCP sockets (and, on some
+  platforms, a failed non-blocking connect); errors otherwise show up as
+  readable and writable.
+
+What this means for corosio_py
+------------------------------
+* Everything but the OS call lives in :mod:`._level`; ``fd_limit`` makes
+  ``register`` refuse fds the call could not watch (SCHEDULER_SEMANTICS
+  3.4.2).
+* ``EBADF`` ends the pass with nothing to report: the fd was deregistered
+  and closed after the snapshot, and the next pass rebuilds the sets
+  without it.
+* Every watched fd is also in the exceptional set, reported as ERROR.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+from typing import ClassVar, Final, final
+
+from ._base import ERROR, READ, WRITE
+from ._level import LevelTriggeredReactor
+
+#: ``FD_SETSIZE`` on Linux and macOS (CPython does not export it).
+_FD_SETSIZE: Final = 1024
+
+
+@final
+class SelectReactor(LevelTriggeredReactor):
+    """A level-triggered reactor built on ``select.select``.
+
+    Thread safety: as :class:`LevelTriggeredReactor`.
+    """
+
+    name: ClassVar[str] = "select"
+    fd_limit: ClassVar[int] = _FD_SETSIZE
+
+    def _os_wait(self, watch: dict[int, int], timeout: float | None) -> list[tuple[int, int]]:
+        readers = [fd for fd, bits in watch.items() if bits & READ]
+        writers = [fd for fd, bits in watch.items() if bits & WRITE]
+        try:
+            rset, wset, xset = select.select(readers, writers, list(watch), timeout)
+        except OSError as exc:
+            if exc.errno == errno.EBADF:
+                return []
+            raise
+        bits_by_fd: dict[int, int] = {}
+        for fds, bit in ((rset, READ), (wset, WRITE), (xset, ERROR)):
+            for fd in fds:
+                bits_by_fd[fd] = bits_by_fd.get(fd, 0) | bit
+        return list(bits_by_fd.items())

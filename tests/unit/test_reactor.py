@@ -1,0 +1,639 @@
+"""Unit tests for the reactor backends, run on every backend available here.
+
+The reactors are driven directly with real sockets and a trivial target; no
+scheduler is involved.  Timing assertions use generous bounds: "promptly"
+means well under :data:`PROMPT`, and a wait that must not be cut short is
+checked against a slightly lowered bound, never an upper one that load could
+break.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from corosio_py._reactor import (
+    ERROR,
+    READ,
+    WRITE,
+    Reactor,
+    ReadinessTarget,
+    available_backends,
+    create_reactor,
+    default_backend,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+BACKENDS = available_backends()
+#: A wait that should end at once must end within this many seconds.
+PROMPT = 1.0
+#: A wait that only a working wake-up can cut short.
+LONG = 10.0
+#: Slack for timers that fire a little early (rounding, clock granularity).
+EARLY = 0.01
+
+Events = list[tuple[ReadinessTarget, int]]
+
+
+class Target:
+    """A readiness target whose interest the test sets directly."""
+
+    def __init__(self, read: bool = True, write: bool = True) -> None:
+        self.read = read
+        self.write = write
+
+    def wants_read(self) -> bool:
+        return self.read
+
+    def wants_write(self) -> bool:
+        return self.write
+
+    def on_ready(self, bits: int, out: deque[Callable[[], object]]) -> None:
+        raise AssertionError("reactors never call on_ready")
+
+
+def _is_edge_triggered(name: str) -> bool:
+    reactor = create_reactor(name)
+    try:
+        return type(reactor).edge_triggered
+    finally:
+        reactor.close()
+
+
+LEVEL_BACKENDS = tuple(name for name in BACKENDS if not _is_edge_triggered(name))
+
+
+@pytest.fixture(params=BACKENDS)
+def reactor(request: pytest.FixtureRequest) -> Iterator[Reactor]:
+    r = create_reactor(request.param)
+    yield r
+    r.close()
+
+
+@pytest.fixture(params=LEVEL_BACKENDS)
+def level_reactor(request: pytest.FixtureRequest) -> Iterator[Reactor]:
+    r = create_reactor(request.param)
+    yield r
+    r.close()
+
+
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        a = socket.create_connection(listener.getsockname())
+        b, _ = listener.accept()
+    return a, b
+
+
+@pytest.fixture(params=["socketpair", "tcp"])
+def pair(request: pytest.FixtureRequest) -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair() if request.param == "socketpair" else _tcp_pair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def bits_for(events: Events, target: Target) -> int:
+    """OR of every report for ``target`` in ``events`` (0 if none)."""
+    bits = 0
+    for t, b in events:
+        if t is target:
+            bits |= b
+    return bits
+
+
+def settle(reactor: Reactor) -> None:
+    """Consume pending reports (registration edges, interrupts) until quiet."""
+    for _ in range(20):
+        if not reactor.wait(0.05):
+            return
+    raise AssertionError("reactor never went quiet")
+
+
+def wait_until(reactor: Reactor, target: Target, bit: int) -> int:
+    """Run passes until ``target`` gets ``bit``; return the bits of that pass."""
+    deadline = time.monotonic() + LONG
+    while time.monotonic() < deadline:
+        bits = bits_for(reactor.wait(PROMPT), target)
+        if bits & bit:
+            return bits
+    raise AssertionError(f"bit {bit:#x} never reported")
+
+
+def timed_wait(reactor: Reactor, timeout: float | None) -> tuple[Events, float]:
+    start = time.monotonic()
+    events = reactor.wait(timeout)
+    return events, time.monotonic() - start
+
+
+@contextlib.contextmanager
+def refused_connect() -> Iterator[socket.socket]:
+    """A non-blocking socket whose connect to a closed local port is pending."""
+    # A bound socket that never listens: nothing can accept on its port.
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        with socket.socket() as s:
+            s.setblocking(False)
+            assert s.connect_ex(blocker.getsockname()) in (errno.EINPROGRESS, errno.ECONNREFUSED)
+            yield s
+
+
+# -- interrupts --------------------------------------------------------------
+
+
+def test_interrupt_before_wait_is_sticky(reactor: Reactor) -> None:
+    reactor.interrupt()
+    # The watchdog only turns a broken wake-up into a failure instead of a hang.
+    watchdog = threading.Timer(5.0, reactor.interrupt)
+    watchdog.start()
+    try:
+        events, elapsed = timed_wait(reactor, None)
+    finally:
+        watchdog.cancel()
+        watchdog.join()
+    assert events == []
+    assert elapsed < PROMPT
+
+
+def test_interrupt_from_other_thread_wakes_blocked_wait(reactor: Reactor) -> None:
+    waker = threading.Timer(0.1, reactor.interrupt)
+    waker.start()
+    try:
+        events, elapsed = timed_wait(reactor, LONG)
+    finally:
+        waker.join()
+    assert events == []
+    assert 0.1 - EARLY <= elapsed < PROMPT
+
+
+def test_duplicate_interrupts_are_consumed(reactor: Reactor) -> None:
+    for _ in range(3):
+        reactor.interrupt()
+    assert reactor.wait(0) == []
+    assert reactor.wait(0) == []
+    events, elapsed = timed_wait(reactor, 0.05)
+    assert events == []
+    assert elapsed >= 0.05 - EARLY
+
+
+def test_interrupt_rearms_after_it_is_consumed(reactor: Reactor) -> None:
+    for _ in range(3):
+        reactor.interrupt()
+        events, elapsed = timed_wait(reactor, LONG)
+        assert events == []
+        assert elapsed < PROMPT
+
+
+def test_failed_interrupt_raises_and_does_not_stay_armed(
+    reactor: Reactor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object) -> None:
+        raise OSError(errno.EIO, "refused")
+
+    with monkeypatch.context() as patch:
+        # eventfd: epoll and the emulated user event; write: every self-pipe.
+        patch.setattr(os, "eventfd_write", refuse)
+        patch.setattr(os, "write", refuse)
+        with pytest.raises(OSError, match="refused"):
+            reactor.interrupt()
+    reactor.interrupt()
+    events, elapsed = timed_wait(reactor, LONG)
+    assert events == []
+    assert elapsed < PROMPT
+
+
+def test_close_is_idempotent_and_interrupt_after_close_is_ignored(reactor: Reactor) -> None:
+    reactor.close()
+    reactor.close()
+    reactor.interrupt()
+
+
+# -- readiness ---------------------------------------------------------------
+
+
+def test_read_readiness(reactor: Reactor, pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    target = Target(read=True, write=False)
+    reactor.register(b.fileno(), target)
+    settle(reactor)
+    a.send(b"x")
+    assert wait_until(reactor, target, READ) & READ
+    if type(reactor).edge_triggered:
+        # Reported once per edge, however long the data sits unread...
+        events, elapsed = timed_wait(reactor, 0.1)
+        assert bits_for(events, target) == 0
+        assert elapsed >= 0.1 - EARLY
+        # ...and again for the next edge.
+        a.send(b"y")
+        assert wait_until(reactor, target, READ) & READ
+    else:
+        # Reported at every pass while the target wants it...
+        assert bits_for(reactor.wait(0.1), target) & READ
+        assert bits_for(reactor.wait(0.1), target) & READ
+        # ...and not at all once it does not.
+        target.read = False
+        events, elapsed = timed_wait(reactor, 0.1)
+        assert bits_for(events, target) == 0
+        assert elapsed >= 0.1 - EARLY
+
+
+def test_write_readiness_on_connected_socket(
+    reactor: Reactor, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, _ = pair
+    target = Target(read=False, write=True)
+    reactor.register(a.fileno(), target)
+    assert wait_until(reactor, target, WRITE) & WRITE
+
+
+def test_one_report_per_target_per_pass(
+    reactor: Reactor, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    a.send(b"x")
+    target = Target(read=True, write=True)
+    reactor.register(b.fileno(), target)
+    events = reactor.wait(LONG)
+    assert [t for t, _ in events].count(target) == 1
+    assert bits_for(events, target) & (READ | WRITE) == READ | WRITE
+
+
+def test_peer_close_reports_read(
+    reactor: Reactor, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    target = Target(read=True, write=False)
+    reactor.register(b.fileno(), target)
+    settle(reactor)
+    a.close()
+    assert wait_until(reactor, target, READ) & READ
+    assert b.recv(16) == b""
+
+
+def test_refused_connect_reports_error_or_write(reactor: Reactor) -> None:
+    with refused_connect() as s:
+        target = Target(read=True, write=True)
+        reactor.register(s.fileno(), target)
+        bits = wait_until(reactor, target, ERROR | WRITE)
+        assert bits & (ERROR | WRITE)
+        # The reactor must leave the pending error for the descriptor to read.
+        assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) in (0, errno.ECONNREFUSED)
+        reactor.deregister(s.fileno())
+
+
+def test_deregister_stops_reports(
+    reactor: Reactor, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    target = Target(read=True, write=True)
+    reactor.register(b.fileno(), target)
+    settle_or_not = reactor.wait(0.05)
+    assert bits_for(settle_or_not, target)  # it was being reported
+    reactor.deregister(b.fileno())
+    reactor.deregister(b.fileno())  # twice: ignored
+    reactor.deregister(10**6)  # never registered: ignored
+    settle(reactor)
+    a.send(b"x")
+    events, elapsed = timed_wait(reactor, 0.1)
+    assert bits_for(events, target) == 0
+    assert elapsed >= 0.1 - EARLY
+
+
+def test_register_wakes_blocked_wait(
+    reactor: Reactor, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    a.send(b"x")
+    target = Target(read=True, write=False)
+    registrar = threading.Timer(0.1, reactor.register, (b.fileno(), target))
+    registrar.start()
+    try:
+        events, elapsed = timed_wait(reactor, LONG)
+    finally:
+        registrar.join()
+    assert elapsed < PROMPT
+    # Edge-triggered backends wake with the event itself, the others with
+    # an interrupt followed by a pass that watches the new fd.
+    assert bits_for(events, target) & READ or wait_until(reactor, target, READ) & READ
+
+
+def test_fd_closed_while_registered_does_not_raise(reactor: Reactor) -> None:
+    s = socket.socket()
+    target = Target(read=True, write=True)
+    reactor.register(s.fileno(), target)
+    fd = s.fileno()
+    s.close()  # without deregister: a contract breach the reactor survives
+    reactor.wait(0)
+    reactor.deregister(fd)
+
+
+def test_timeouts_are_honoured(reactor: Reactor, pair: tuple[socket.socket, socket.socket]) -> None:
+    _, b = pair
+    reactor.register(b.fileno(), Target(read=True, write=False))
+    settle(reactor)
+    events, elapsed = timed_wait(reactor, 0.1)
+    assert events == []
+    assert 0.1 - EARLY <= elapsed < PROMPT
+    for timeout in (0, -1.0):
+        events, elapsed = timed_wait(reactor, timeout)
+        assert events == []
+        assert elapsed < PROMPT
+
+
+# -- level-triggered specifics -------------------------------------------------
+
+
+def test_level_interest_changed_interrupts_and_rebuilds(
+    level_reactor: Reactor, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    target = Target(read=False, write=False)
+    level_reactor.register(b.fileno(), target)
+    a.send(b"x")
+    a.close()  # data and a hang-up: nothing but a lack of interest stops reports
+    settle(level_reactor)
+
+    def want_read() -> None:
+        target.read = True
+        level_reactor.interest_changed()
+
+    changer = threading.Timer(0.1, want_read)
+    changer.start()
+    try:
+        _, elapsed = timed_wait(level_reactor, LONG)
+    finally:
+        changer.join()
+    assert elapsed < PROMPT
+    assert wait_until(level_reactor, target, READ) & READ
+
+
+@pytest.mark.skipif("select" not in BACKENDS, reason="no select backend")
+def test_select_refuses_fds_it_cannot_watch() -> None:
+    reactor = create_reactor("select")
+    try:
+        for fd in (1024, -1):
+            with pytest.raises(ValueError, match="cannot watch"):
+                reactor.register(fd, Target())
+    finally:
+        reactor.close()
+
+
+# -- the ladder ------------------------------------------------------------------
+
+
+def test_create_reactor_by_name_and_default() -> None:
+    for name in BACKENDS:
+        reactor = create_reactor(name)
+        try:
+            assert type(reactor).name == name
+        finally:
+            reactor.close()
+    reactor = create_reactor(None)
+    try:
+        assert type(reactor).name == default_backend() == BACKENDS[0]
+    finally:
+        reactor.close()
+
+
+def test_backend_ladder_on_this_platform() -> None:
+    if hasattr(select, "kqueue"):
+        assert BACKENDS[0] == "kqueue"
+    elif hasattr(select, "epoll"):
+        assert BACKENDS == ("epoll", "kqueue", "poll", "select")
+    else:
+        assert "epoll" not in BACKENDS
+        assert "kqueue" not in BACKENDS
+    assert BACKENDS[-1] == "select"
+
+
+@pytest.mark.parametrize("name", ["nope", "EPOLL", ""])
+def test_create_reactor_rejects_unknown_names(name: str) -> None:
+    with pytest.raises(ValueError, match="available") as info:
+        create_reactor(name)
+    for available in BACKENDS:
+        assert available in str(info.value)
+
+
+@pytest.mark.parametrize("name", [3, b"epoll", ["epoll"]])
+def test_create_reactor_rejects_non_strings(name: object) -> None:
+    with pytest.raises(TypeError):
+        create_reactor(name)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="no /proc/self/fd")
+@pytest.mark.parametrize("name", BACKENDS)
+def test_close_releases_every_fd(name: str) -> None:
+    a, b = socket.socketpair()
+    try:
+        before = sorted(os.listdir("/proc/self/fd"))
+        reactor = create_reactor(name)
+        reactor.register(a.fileno(), Target())
+        reactor.register(b.fileno(), Target())
+        reactor.interrupt()
+        reactor.wait(0)
+        reactor.interrupt()  # left pending on purpose
+        reactor.deregister(a.fileno())
+        reactor.close()
+        reactor.close()
+        assert sorted(os.listdir("/proc/self/fd")) == before
+    finally:
+        a.close()
+        b.close()
+
+
+# -- kqueue: the interrupt fallback and the Linux emulation ----------------------
+
+needs_epoll = pytest.mark.skipif(not hasattr(select, "epoll"), reason="no epoll to emulate over")
+
+
+def _kqueue_without_user_filter() -> Reactor:
+    from corosio_py._reactor._kqueue import KqueueReactor, default_api, without_user_events
+
+    return KqueueReactor(api=without_user_events(default_api()))
+
+
+def _kqueue_with_refused_user_filter() -> Reactor:
+    from dataclasses import replace
+
+    from corosio_py._reactor._kqueue import KqueueReactor, default_api
+
+    # No platform has a filter -99: registering the user event fails (EINVAL).
+    return KqueueReactor(api=replace(default_api(), filter_user=-99))
+
+
+@pytest.mark.skipif("kqueue" not in BACKENDS, reason="no kqueue backend")
+@pytest.mark.parametrize(
+    "make",
+    [_kqueue_without_user_filter, _kqueue_with_refused_user_filter],
+    ids=["unknown", "refused"],
+)
+def test_kqueue_falls_back_to_a_self_pipe(make: Callable[[], Reactor]) -> None:
+    reactor = make()
+    try:
+        reactor.interrupt()
+        reactor.interrupt()
+        events, elapsed = timed_wait(reactor, LONG)
+        assert events == []
+        assert elapsed < PROMPT
+        events, elapsed = timed_wait(reactor, 0.05)
+        assert events == []
+        assert elapsed >= 0.05 - EARLY
+        waker = threading.Timer(0.1, reactor.interrupt)
+        waker.start()
+        try:
+            _, elapsed = timed_wait(reactor, LONG)
+        finally:
+            waker.join()
+        assert elapsed < PROMPT
+    finally:
+        reactor.close()
+
+
+@pytest.fixture
+def emulated() -> Iterator[object]:
+    from corosio_py._reactor._kqueue_emulation import EmulatedKqueue
+
+    kq = EmulatedKqueue()
+    yield kq
+    kq.close()
+
+
+@needs_epoll
+class TestEmulatedKqueue:
+    """The epoll-backed ``select.kqueue`` stand-in behaves like kqueue."""
+
+    def test_delete_of_unregistered_filter_is_enoent(self) -> None:
+        from corosio_py._reactor import _kqueue_emulation as kqe
+
+        kq = kqe.EmulatedKqueue()
+        try:
+            with socket.socket() as s:
+                for filt in (kqe.KQ_FILTER_READ, kqe.KQ_FILTER_WRITE, kqe.KQ_FILTER_USER):
+                    with pytest.raises(FileNotFoundError) as info:
+                        kq.control([kqe.kevent(s.fileno(), filt, kqe.KQ_EV_DELETE)], 0)
+                    assert info.value.errno == errno.ENOENT
+                # With room for events, the error comes back as an EV_ERROR event.
+                change = kqe.kevent(s.fileno(), kqe.KQ_FILTER_READ, kqe.KQ_EV_DELETE)
+                [event] = kq.control([change], 4, 0)
+                assert event.flags & kqe.KQ_EV_ERROR
+                assert event.data == errno.ENOENT
+        finally:
+            kq.close()
+
+    def test_add_on_bad_fd_is_ebadf(self) -> None:
+        from corosio_py._reactor import _kqueue_emulation as kqe
+
+        kq = kqe.EmulatedKqueue()
+        try:
+            s = socket.socket()
+            fd = s.fileno()
+            s.close()
+            add = kqe.KQ_EV_ADD | kqe.KQ_EV_CLEAR
+            with pytest.raises(OSError) as info:
+                kq.control([kqe.kevent(fd, kqe.KQ_FILTER_READ, add)], 0)
+            assert info.value.errno == errno.EBADF
+        finally:
+            kq.close()
+
+    def test_user_event_is_reported_once_per_trigger(self) -> None:
+        from corosio_py._reactor import _kqueue_emulation as kqe
+
+        kq = kqe.EmulatedKqueue()
+        try:
+            user = kqe.KQ_FILTER_USER
+            kq.control([kqe.kevent(7, user, kqe.KQ_EV_ADD | kqe.KQ_EV_CLEAR, udata=42)], 0)
+            assert kq.control(None, 4, 0) == []
+            trigger = kqe.kevent(7, user, 0, kqe.KQ_NOTE_TRIGGER)
+            kq.control([trigger], 0)
+            kq.control([trigger], 0)
+            [event] = kq.control(None, 4, 0)
+            assert (event.ident, event.filter, event.udata) == (7, user, 42)
+            assert kq.control(None, 4, 0) == []
+            # A trigger from another thread wakes a blocked control().
+            waker = threading.Timer(0.1, kq.control, ([trigger], 0))
+            waker.start()
+            try:
+                start = time.monotonic()
+                [event] = kq.control(None, 4, LONG)
+                assert time.monotonic() - start < PROMPT
+            finally:
+                waker.join()
+            kq.control([kqe.kevent(7, user, kqe.KQ_EV_DELETE)], 0)
+            with pytest.raises(FileNotFoundError):
+                kq.control([trigger], 0)
+        finally:
+            kq.close()
+
+    def test_read_event_data_eof_and_split_batches(self) -> None:
+        from corosio_py._reactor import _kqueue_emulation as kqe
+
+        kq = kqe.EmulatedKqueue()
+        a, b = socket.socketpair()
+        try:
+            add = kqe.KQ_EV_ADD | kqe.KQ_EV_CLEAR
+            fd = b.fileno()
+            kq.control(
+                [kqe.kevent(fd, kqe.KQ_FILTER_READ, add), kqe.kevent(fd, kqe.KQ_FILTER_WRITE, add)],
+                0,
+            )
+            a.send(b"hello")
+            # Room for one event at a time: the second is kept, not lost.
+            first = kq.control(None, 1, 0)
+            second = kq.control(None, 1, 0)
+            assert kq.control(None, 1, 0) == []
+            by_filter = {ev.filter: ev for ev in first + second}
+            assert set(by_filter) == {kqe.KQ_FILTER_READ, kqe.KQ_FILTER_WRITE}
+            assert by_filter[kqe.KQ_FILTER_READ].data == 5
+            assert not by_filter[kqe.KQ_FILTER_READ].flags & kqe.KQ_EV_EOF
+            a.close()
+            events = kq.control(None, 4, LONG)
+            [read] = [ev for ev in events if ev.filter == kqe.KQ_FILTER_READ]
+            assert read.flags & kqe.KQ_EV_EOF
+            assert read.data == 5  # still unread
+        finally:
+            a.close()
+            b.close()
+            kq.close()
+
+    def test_refused_connect_sets_eof_and_fflags_on_write(self) -> None:
+        from corosio_py._reactor import _kqueue_emulation as kqe
+
+        kq = kqe.EmulatedKqueue()
+        try:
+            with refused_connect() as s:
+                add = kqe.KQ_EV_ADD | kqe.KQ_EV_CLEAR
+                kq.control([kqe.kevent(s.fileno(), kqe.KQ_FILTER_WRITE, add)], 0)
+                [write] = kq.control(None, 4, LONG)
+                assert write.filter == kqe.KQ_FILTER_WRITE
+                assert write.flags & kqe.KQ_EV_EOF
+                assert write.fflags != 0
+                # Not taken from SO_ERROR, which Linux clears on reading.
+                assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) in (
+                    0,
+                    errno.ECONNREFUSED,
+                )
+        finally:
+            kq.close()
+
+    def test_close(self) -> None:
+        from corosio_py._reactor import _kqueue_emulation as kqe
+
+        kq = kqe.EmulatedKqueue()
+        assert not kq.closed
+        assert kq.fileno() >= 0
+        kq.close()
+        kq.close()
+        assert kq.closed
+        with pytest.raises(ValueError, match="closed"):
+            kq.control(None, 1, 0)
