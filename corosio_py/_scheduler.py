@@ -18,7 +18,8 @@ This module ports SCHEDULER_SEMANTICS section 2.  The moving parts:
   go to the frame's ``inbox`` and the reactor thread runs them itself: a
   hand-off to another thread costs more than the handler.  When no other
   thread is idle, a thread also moves a small batch of queued handlers to
-  its inbox per lock hold.
+  its inbox per lock hold, and runs a streak of its own posts straight from
+  its private queue (they are counted privately; no lock is needed).
 * Idle threads wait on the condition variable formed by ``_lock`` and one
   wake-up lock per frame (``_idle`` is the waiter list).  They are woken one
   at a time as work arrives; ``stop()`` wakes all and interrupts the reactor.
@@ -59,6 +60,9 @@ POLL_INTERVAL: Final = 0.0001
 #: Handlers a thread takes from the shared queue per lock hold when no other
 #: thread is idle (it runs them without the lock, in order).
 BATCH: Final = 16
+#: Handlers a thread may run from its own private queue before it visits the
+#: lock again (to publish, give the reactor its turn and see a stop).
+PRIVATE_STREAK: Final = 64
 
 
 def _reactor_task() -> None:  # pragma: no cover - identity only
@@ -376,15 +380,24 @@ class Scheduler:
         local.frame = frame
         n = 0
         inbox = frame.inbox
+        private = frame.queue
+        streak = 0
         lock = self._lock
         try:
             while n < limit:
+                # Unlocked reads of _stopped and _idle are hints: a stop or an
+                # idle thread is acted on at the latest after PRIVATE_STREAK
+                # more handlers, under the lock.
                 handler: Handler | None
                 if inbox and not self._stopped:
-                    # Unlocked read of _stopped is a hint; it is re-checked
-                    # under the lock before anything from the shared queue.
                     handler = inbox.popleft()
+                elif private and streak and not self._idle and not self._stopped:
+                    # Our own posts, still privately counted: nobody else is
+                    # idle to share them with, so run them without the lock.
+                    streak -= 1
+                    handler = private.popleft()
                 else:
+                    streak = PRIVATE_STREAK
                     with lock:
                         handler = self._next_locked(frame, deadline, poll)
                     if handler is None:

@@ -59,6 +59,7 @@ class Task(Generic[T]):
         "_lock",
         "_done_lock",
         "_op",
+        "_token",
         "_suspension",
         "_cancel_requested",
         "_cancel_count",
@@ -79,6 +80,7 @@ class Task(Generic[T]):
         self._lock = threading.Lock()
         self._done_lock = threading.Lock()
         self._op: Operation | None = None  # last operation started (lock)
+        self._token: StopToken | None = None  # the parked operation's stop token
         self._suspension = 0  # numbers the suspensions (lock)
         self._cancel_requested: object = None  # None, _BY_TASK_CANCEL or a timeout scope
         self._cancel_count = 0  # Task.cancel() calls that took effect (lock)
@@ -204,22 +206,23 @@ class Task(Generic[T]):
         value = self._value
         exc = self._exc
         self._value = self._exc = None
-        op = self._op
-        if op is not None:
-            token = op.stop_token
-            if token is not None:
-                token._source._unregister(id(self))
-                if token.stop_requested and not isinstance(exc, Cancelled):
-                    op.discard(value)
+        token = self._token
+        if token is not None:
+            self._token = None
+            token._source._unregister(id(self))
+            if token.stop_requested and not isinstance(exc, Cancelled):
+                if self._op is not None:
+                    self._op.discard(value)
+                value, exc = None, Cancelled()  # 3.10.3: stopped before resumption
+        # Unlocked read as a hint: a request that lands after it is honoured
+        # at the next suspension, which checks under the lock.
+        if self._cancel_requested is not None and not isinstance(exc, Cancelled):
+            with self._lock:
+                if self._cancel_requested is not None:
+                    self._cancel_requested = None
+                    if self._op is not None:
+                        self._op.discard(value)
                     value, exc = None, Cancelled()
-            # Unlocked read as a hint: a request that lands after it is
-            # honoured at the next suspension, under the lock.
-            if self._cancel_requested is not None and not isinstance(exc, Cancelled):
-                with self._lock:
-                    if self._cancel_requested is not None:
-                        self._cancel_requested = None
-                        op.discard(value)
-                        value, exc = None, Cancelled()
         coro = self._coro
         if coro is None:
             return  # abandoned by IOContext.close()
@@ -238,18 +241,25 @@ class Task(Generic[T]):
                     return
                 except BaseException as error:
                     self._finish(None, error)
-                    if not isinstance(error, Exception):
-                        if isinstance(error, (Cancelled, GeneratorExit)):
-                            return
-                        raise  # KeyboardInterrupt, SystemExit: leave run()
-                    return
+                    if isinstance(error, (Exception, Cancelled, GeneratorExit)):
+                        return
+                    raise  # KeyboardInterrupt, SystemExit: leave run()
+                if yielded is _YIELD or yielded is None:
+                    if self._cancel_requested is None:
+                        # Fast path: nothing to claim or cancel, no lock.  A
+                        # cancel landing now is seen by the next _step.
+                        self._sched.post(self._resume_cb)
+                        return
+                    value, exc = None, None
+                    with self._lock:
+                        self._cancel_requested = None
+                    exc = Cancelled()
+                    continue
                 if not isinstance(yielded, Operation):
-                    if yielded is not None:
-                        value, exc = None, TypeError(
-                            f"a corosio_py task cannot await {type(yielded).__name__}"
-                        )
-                        continue
-                    yielded = _YIELD  # a bare yield: re-queue behind other work
+                    value, exc = None, TypeError(
+                        f"a corosio_py task cannot await {type(yielded).__name__}"
+                    )
+                    continue
                 value, exc = None, None
                 with self._lock:
                     if self._cancel_requested is not None:
@@ -259,9 +269,11 @@ class Task(Generic[T]):
                     self._op = yielded
                     self._suspension += 1
                     token = yielded.stop_token
-                    if token is not None and not self._watch_token(yielded, token):
-                        exc = Cancelled()  # already stopped: never starts
-                        continue
+                    if token is not None:
+                        if not self._watch_token(yielded, token):
+                            exc = Cancelled()  # already stopped: never starts
+                            continue
+                        self._token = token
                     try:
                         value = yielded.start(self)
                     except BaseException as error:
@@ -269,6 +281,7 @@ class Task(Generic[T]):
                     if value is PENDING:
                         return
                     if token is not None:
+                        self._token = None
                         token._source._unregister(id(self))
                     if exc is not None:
                         continue
