@@ -9,15 +9,19 @@ on that scheduler.
 
 from __future__ import annotations
 
+from ._acceptor import TCPAcceptor as TCPAcceptor
 from ._cancel import StopSource as StopSource
 from ._cancel import StopToken as StopToken
 from ._context import Executor as Executor
 from ._context import IOContext as IOContext
 from ._context import WorkGuard as WorkGuard
+from ._endpoint import Endpoint as Endpoint
 from ._errors import Cancelled as Cancelled
 from ._group import TaskGroup as TaskGroup
 from ._group import gather as gather
 from ._reactor import available_backends as available_backends
+from ._resolve import resolve as resolve
+from ._socket import TCPSocket as TCPSocket
 from ._tasks import Task as Task
 from ._tasks import current_executor as current_executor
 from ._tasks import current_task as current_task
@@ -32,10 +36,13 @@ __version__ = "0.1.0"
 
 __all__ = (
     "Cancelled",
+    "Endpoint",
     "Executor",
     "IOContext",
     "StopSource",
     "StopToken",
+    "TCPAcceptor",
+    "TCPSocket",
     "Task",
     "TaskGroup",
     "Timer",
@@ -44,6 +51,7 @@ __all__ = (
     "current_executor",
     "current_task",
     "gather",
+    "resolve",
     "run",
     "sleep",
     "spawn",

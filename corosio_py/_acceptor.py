@@ -1,0 +1,191 @@
+"""TCPAcceptor: a listening socket whose ``accept`` is awaitable.
+
+The accept operation parks in the read slot of the acceptor's descriptor
+(SCHEDULER_SEMANTICS 3.8.6); its raw result, a connected ``socket.socket``,
+becomes a registered :class:`TCPSocket` in the accepting task once it
+resumes.  If the task is cancelled before that, the driver hands the raw
+socket to ``AcceptOp.discard``, which closes it: no fd leaks.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, final
+
+from ._context import IOContext
+from ._descriptor import AcceptOp, Descriptor, closed_error
+from ._endpoint import Endpoint, as_endpoint, from_sockaddr, to_sockaddr
+from ._socket import TCPSocket, attach, create_socket
+
+if TYPE_CHECKING:
+    from ._cancel import StopToken
+
+__all__ = ("TCPAcceptor",)
+
+
+@final
+class TCPAcceptor:
+    """A listening TCP socket on an :class:`IOContext`.
+
+    ``TCPAcceptor(ctx)`` is closed; ``open``, ``bind`` and ``listen`` set it
+    up, or ``TCPAcceptor(ctx, endpoint)`` does all three at once.  IPv6
+    acceptors are dual-stack where the OS allows (best effort).
+
+    Thread safety: :meth:`cancel` and :meth:`close` may be called from any
+    thread at any time; the other methods by whoever owns the acceptor.
+    """
+
+    __slots__ = ("__weakref__", "_ctx", "_desc", "_reuse_address")
+
+    def __init__(
+        self,
+        ctx: IOContext,
+        endpoint: Endpoint | tuple[str, int] | None = None,
+        reuse_address: bool = True,
+    ) -> None:
+        """Create an acceptor; with ``endpoint``, open, bind and listen now.
+
+        :param reuse_address: SO_REUSEADDR for every socket this acceptor
+            opens (see :attr:`reuse_address`).
+        :raises TypeError, ValueError: for a bad context or endpoint.
+        :raises OSError: when binding or listening fails (nothing leaks).
+        """
+        if not isinstance(ctx, IOContext):
+            raise TypeError(f"TCPAcceptor needs an IOContext, got {type(ctx).__name__}")
+        self._ctx = ctx
+        self._desc: Descriptor | None = None  # replaced by open() only
+        self._reuse_address = bool(reuse_address)
+        if endpoint is not None:
+            ep = as_endpoint(endpoint)
+            try:
+                self.bind(ep)
+                self.listen()
+            except BaseException:
+                self.close()
+                raise
+
+    @property
+    def context(self) -> IOContext:
+        """The context whose reactor serves this acceptor."""
+        return self._ctx
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the acceptor has an open fd."""
+        desc = self._desc
+        return desc is not None and desc.fd >= 0
+
+    def fileno(self) -> int:
+        """The fd, or -1 when closed."""
+        desc = self._desc
+        return -1 if desc is None else desc.fd
+
+    def open(self, family: int = socket.AF_INET) -> None:
+        """Open a new listening-to-be socket of ``family`` (closing any old one).
+
+        :raises ValueError: for a family other than AF_INET / AF_INET6.
+        :raises OSError: when the OS refuses the socket.
+        :raises RuntimeError: when the context is closed.
+        """
+        self._open(family)
+
+    def _open(self, family: int) -> Descriptor:
+        self.close()
+        sock = create_socket(family, v6only=False)
+        if self._reuse_address:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            except OSError:
+                pass  # best effort (3.11.5)
+        desc = attach(self._ctx, sock)
+        self._desc = desc
+        return desc
+
+    @property
+    def reuse_address(self) -> bool:
+        """SO_REUSEADDR; set before :meth:`bind`.  Remembered for later opens."""
+        desc = self._desc
+        if desc is None or desc.fd < 0:
+            return self._reuse_address
+        value = desc.call(socket.socket.getsockopt, socket.SOL_SOCKET, socket.SO_REUSEADDR)
+        return bool(value)
+
+    @reuse_address.setter
+    def reuse_address(self, value: bool) -> None:
+        self._reuse_address = bool(value)
+        desc = self._desc
+        if desc is not None and desc.fd >= 0:
+            desc.call(
+                socket.socket.setsockopt, socket.SOL_SOCKET, socket.SO_REUSEADDR, int(bool(value))
+            )
+
+    def bind(self, endpoint: Endpoint | tuple[str, int]) -> None:
+        """Bind to ``endpoint`` (opening a socket of its family if needed).
+
+        :raises TypeError, ValueError: for a bad endpoint.
+        :raises OSError: when the OS refuses (``EADDRINUSE``, ...).
+        """
+        ep = as_endpoint(endpoint)
+        desc = self._desc
+        if desc is None or desc.fd < 0:
+            desc = self._open(ep.family)
+        desc.call(socket.socket.bind, to_sockaddr(ep))
+
+    def listen(self, backlog: int = 128) -> None:
+        """Start listening with a queue of ``backlog`` pending connections.
+
+        :raises OSError: ``EBADF`` when closed.
+        """
+        if isinstance(backlog, bool) or not isinstance(backlog, int):
+            raise TypeError(f"backlog must be an int, not {type(backlog).__name__}")
+        desc = self._desc
+        if desc is None:
+            raise closed_error()
+        desc.call(socket.socket.listen, max(backlog, 0))
+
+    def local_endpoint(self) -> Endpoint:
+        """The bound endpoint (the real port after binding port 0).
+
+        :raises OSError: ``EBADF`` when closed.
+        """
+        desc = self._desc
+        if desc is None:
+            raise closed_error()
+        return from_sockaddr(desc.call(socket.socket.getsockname))
+
+    async def accept(self, *, stop_token: StopToken | None = None) -> TCPSocket:
+        """Wait for a connection; return it as a registered :class:`TCPSocket`.
+
+        The new socket is non-blocking, close-on-exec and has both endpoints
+        cached.  Under an already-stopped token no connection is taken.
+
+        :raises OSError: ``EBADF`` when closed; ``EMFILE``/``ENFILE`` when out
+            of fds (the acceptor stays usable: accept again once fds are free).
+        :raises RuntimeError: when another accept is pending.
+        :raises Cancelled: when cancelled (a connection taken meanwhile is
+            closed, not lost open).
+        """
+        desc = self._desc
+        if desc is None:
+            raise closed_error()
+        conn, address = await AcceptOp(desc, stop_token)
+        return TCPSocket._adopt(self._ctx, conn, from_sockaddr(address))
+
+    def cancel(self) -> None:
+        """Complete a pending accept with ``Cancelled``.  Any thread."""
+        desc = self._desc
+        if desc is not None:
+            desc.cancel_all()
+
+    def close(self) -> None:
+        """Close; a pending accept completes with ``Cancelled``.  Idempotent;
+        any thread."""
+        desc = self._desc
+        if desc is not None:
+            desc.close()
+
+    def __repr__(self) -> str:
+        desc = self._desc
+        if desc is None or desc.fd < 0:
+            return "<TCPAcceptor closed>"
+        return f"<TCPAcceptor fd={desc.fd}>"

@@ -1,0 +1,620 @@
+"""Per-descriptor state and the I/O operations that park on it.
+
+This module ports SCHEDULER_SEMANTICS 3.5-3.8, 3.13 and 4.2-4.6 for stream
+sockets and acceptors.  One :class:`Descriptor` exists per open fd; it is the
+:class:`~corosio_py._reactor.ReadinessTarget` registered with the reactor once,
+when the fd is opened, and deregistered just before the fd is closed.
+
+Slots and flags
+---------------
+* Two op slots: *read* (a read or an accept) and *write* (a write or a
+  connect: both wait for writability).  Each holds at most one parked op.
+* ``read_busy`` / ``write_busy``: an op of that direction is between its
+  initiation and its completion (parked or about to park).  A second op of
+  the same direction raises ``RuntimeError`` at its ``await`` (API.md).
+* ``read_ready`` / ``write_ready``: a readiness edge arrived while no op of
+  that direction was parked.  An op that is about to park consumes the flag
+  and retries its system call first, so an edge that arrives between a
+  failed attempt and the parking is never lost (3.8.3, 8.6).
+* ``epoch``: bumped by ``cancel()`` and ``close()``.  An initiation records
+  it and compares it when parking, so a cancel that lands between the failed
+  attempt and the parking is not lost (4.3.3 PORT DECISION).
+
+Exactly once (4.2.2)
+--------------------
+Every system call on the fd runs under ``lock`` after checking ``fd >= 0``,
+so ``close()`` (which sets ``fd = -1`` under the lock before closing) never
+races a call on a reused fd number.  A parked op is completed by whoever takes
+it out of its slot under ``lock``: :meth:`Descriptor.on_ready` (the result,
+queued on the reactor thread's own queue), ``cancel``/``close``/a task cancel
+(``Cancelled``, posted with ``post_counted`` after the lock is released).
+An op that never parks is delivered by its initiator, synchronously.
+
+Lock order: task lock -> ``Descriptor.lock`` -> reactor / scheduler locks.  No
+scheduler method is called while ``lock`` is held (8.13).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+from ._endpoint import Endpoint, from_sockaddr
+from ._errors import Cancelled
+from ._ops import PENDING, Operation
+from ._reactor import ERROR, READ, WRITE
+
+if TYPE_CHECKING:
+    from ._cancel import StopToken
+    from ._scheduler import Scheduler
+    from ._tasks import Task
+
+__all__ = (
+    "MSG_NOSIGNAL",
+    "AcceptOp",
+    "ConnectOp",
+    "Descriptor",
+    "DescriptorOp",
+    "FailedOp",
+    "ReadOp",
+    "WriteOp",
+    "closed_error",
+)
+
+#: Suppresses SIGPIPE per call where the platform has it (Linux, BSD); macOS
+#: relies on SO_NOSIGPIPE set when the socket is opened (3.11.4).
+MSG_NOSIGNAL: Final = getattr(socket, "MSG_NOSIGNAL", 0)
+
+#: The most buffers one gathered ``sendmsg`` may carry (``IOV_MAX``).
+try:
+    IOV_MAX: Final = max(16, os.sysconf("SC_IOV_MAX"))
+except (AttributeError, OSError, ValueError):  # pragma: no cover - exotic platforms
+    IOV_MAX = 1024  # type: ignore[misc]
+
+
+class _WouldBlock:
+    """The type of :data:`WOULD_BLOCK`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "WOULD_BLOCK"
+
+
+#: Returned by :meth:`DescriptorOp.attempt` when the system call would block.
+WOULD_BLOCK: Final = _WouldBlock()
+
+
+def closed_error() -> OSError:
+    """The error for I/O on a closed (or never opened) object: ``EBADF``."""
+    return OSError(errno.EBADF, "the socket is closed")
+
+
+def _socket_error(sock: socket.socket) -> int:
+    """``SO_ERROR`` of ``sock`` (clears it), or the errno of the failed query."""
+    try:
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    except OSError as exc:
+        return exc.errno or errno.EIO
+
+
+def os_error(code: int) -> OSError:
+    """An ``OSError`` for ``code``; the constructor picks the subclass
+    (``ConnectionRefusedError`` for ``ECONNREFUSED``, ...)."""
+    return OSError(code, os.strerror(code))
+
+
+class DescriptorOp(Operation):
+    """An operation that may park in one slot of a :class:`Descriptor`.
+
+    A fresh op object is made per ``await``: the task driver reads the op's
+    ``stop_token`` (and may call :meth:`discard`) when the task *resumes*,
+    which can be after another task already started the next op of the same
+    direction, and the arguments (the buffer) must be bound to one await.
+    The per-socket state that is reused lives in the :class:`Descriptor`.
+
+    ``task`` is written when the op parks, under the descriptor lock.
+    """
+
+    __slots__ = ("desc", "task")
+
+    #: Which slot the op uses: the write slot (write, connect) or the read
+    #: slot (read, accept).
+    write_direction: ClassVar[bool] = False
+
+    def __init__(self, desc: Descriptor, stop_token: StopToken | None) -> None:
+        self.stop_token = stop_token
+        self.desc = desc
+        self.task: Task[Any] | None = None
+
+    def attempt(self) -> object:
+        """Perform the system call once; called with ``desc.lock`` held.
+
+        Return the result, or :data:`WOULD_BLOCK`; raise the error.
+        """
+        raise NotImplementedError
+
+    def start(self, task: Task[Any]) -> object:
+        return self.desc.start(self, task)
+
+    def cancel(self, task: Task[Any]) -> bool:
+        # ``task`` is written when the op parks, under the task lock that the
+        # caller holds now: an op that never parked (or never learnt its
+        # descriptor) is rejected before ``desc`` is touched.
+        if self.task is not task:
+            return False
+        return self.desc.cancel_op(self, task)
+
+
+class ReadOp(DescriptorOp):
+    """``read_some``: ``recv_into`` the caller's buffer; 0 means EOF."""
+
+    __slots__ = ("buf",)
+
+    def __init__(self, desc: Descriptor, buf: Any, stop_token: StopToken | None) -> None:
+        self.stop_token = stop_token
+        self.desc = desc
+        self.task = None
+        self.buf = buf
+
+    def attempt(self) -> object:
+        try:
+            return self.desc.sock.recv_into(self.buf)
+        except BlockingIOError:
+            return WOULD_BLOCK
+
+
+class WriteOp(DescriptorOp):
+    """``write_some``: one ``send``, or one gathered ``sendmsg`` for a list."""
+
+    __slots__ = ("data", "gather")
+
+    write_direction = True
+
+    def __init__(
+        self, desc: Descriptor, data: Any, gather: bool, stop_token: StopToken | None
+    ) -> None:
+        self.stop_token = stop_token
+        self.desc = desc
+        self.task = None
+        self.data = data
+        self.gather = gather
+
+    def attempt(self) -> object:
+        try:
+            # A send that returns 0 is a successful 0-byte write (3.8.4).
+            if self.gather:
+                return self.desc.sock.sendmsg(self.data, (), MSG_NOSIGNAL)
+            return self.desc.sock.send(self.data, MSG_NOSIGNAL)
+        except BlockingIOError:
+            return WOULD_BLOCK
+
+
+class ConnectOp(DescriptorOp):
+    """``connect``: a non-blocking connect completed through ``SO_ERROR``.
+
+    The first attempt calls ``connect``; later attempts (a readiness report
+    or a cached ``write_ready``) check whether it finished.  The check must
+    not trust writability alone: the edge reported when the fd was
+    registered (an unconnected socket is "writable" and "hung up") may be
+    delivered after the connect started, so a finished connect is one with
+    a non-zero ``SO_ERROR`` (failed) or a peer name (succeeded).
+    """
+
+    __slots__ = ("sockaddr", "endpoint", "initiated")
+
+    write_direction = True
+
+    def __init__(
+        self,
+        desc: Descriptor,
+        endpoint: Endpoint,
+        sockaddr: tuple[Any, ...],
+        stop_token: StopToken | None,
+    ) -> None:
+        self.stop_token = stop_token
+        self.desc = desc
+        self.task = None
+        self.endpoint = endpoint
+        self.sockaddr = sockaddr
+        self.initiated = False
+
+    def attempt(self) -> object:
+        desc = self.desc
+        sock = desc.sock
+        if not self.initiated:
+            self.initiated = True
+            code = sock.connect_ex(self.sockaddr)
+            # EINTR: the connect goes on asynchronously (CPython issue 23618).
+            if code in (errno.EINPROGRESS, errno.EINTR, errno.EWOULDBLOCK):
+                return WOULD_BLOCK
+            if code:
+                raise os_error(code)
+        else:
+            code = _socket_error(sock)
+            if code:
+                raise os_error(code)
+            try:
+                sock.getpeername()
+            except OSError as exc:
+                if exc.errno in (errno.ENOTCONN, errno.EINVAL):
+                    return WOULD_BLOCK  # still connecting
+                raise
+        # Connected: cache both endpoints (3.8.5), under desc.lock.
+        desc.local = from_sockaddr(sock.getsockname())
+        desc.remote = self.endpoint
+        return None
+
+
+class AcceptOp(DescriptorOp):
+    """``accept``: the result is the raw ``(socket, address)`` pair.
+
+    The caller (``TCPAcceptor.accept``) turns it into a registered
+    ``TCPSocket`` after resuming; if the task is cancelled before that, the
+    driver calls :meth:`discard`, which closes the accepted socket.
+    """
+
+    __slots__ = ()
+
+    def attempt(self) -> object:
+        while True:
+            try:
+                return self.desc.sock.accept()
+            except BlockingIOError:
+                return WOULD_BLOCK
+            except ConnectionAbortedError:
+                continue  # the peer gave up before we accepted: try the next one
+
+    def discard(self, value: object) -> None:
+        if isinstance(value, tuple):
+            conn = value[0]
+            if isinstance(conn, socket.socket):
+                conn.close()
+
+
+class FailedOp(Operation):
+    """An awaitable that raises ``error`` at the ``await``.
+
+    Coroutine methods report bad arguments at the ``await``, not the call
+    (API.md conventions); this carries the error there.
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException, stop_token: StopToken | None = None) -> None:
+        self.stop_token = stop_token
+        self.error = error
+
+    def start(self, task: Task[Any]) -> object:
+        raise self.error
+
+
+class Descriptor:
+    """The reactor-facing state of one open fd (socket or acceptor).
+
+    Thread safety: every field below is guarded by :attr:`lock`, except
+    ``sock``, ``sched``, ``reactor`` and ``edge``, which are set once in
+    ``__init__``.  Any method may be called from any thread.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "lock",
+        "fd",
+        "sock",
+        "sched",
+        "reactor",
+        "edge",
+        "read_op",
+        "write_op",
+        "read_busy",
+        "write_busy",
+        "read_ready",
+        "write_ready",
+        "epoch",
+        "local",
+        "remote",
+    )
+
+    def __init__(self, sched: Scheduler, sock: socket.socket) -> None:
+        self.lock = threading.Lock()
+        self.sock = sock
+        self.fd = sock.fileno()  # -1 once closed (lock)
+        self.sched = sched
+        self.reactor = sched.reactor
+        self.edge = type(sched.reactor).edge_triggered
+        self.read_op: DescriptorOp | None = None  # parked read/accept (lock)
+        self.write_op: DescriptorOp | None = None  # parked write/connect (lock)
+        self.read_busy = False  # (lock)
+        self.write_busy = False  # (lock)
+        self.read_ready = False  # (lock)
+        self.write_ready = False  # (lock)
+        self.epoch = 0  # cancel epoch (lock)
+        self.local: Endpoint | None = None  # cached endpoints (lock)
+        self.remote: Endpoint | None = None
+
+    def register(self) -> None:
+        """Register with the reactor (once, right after construction)."""
+        self.reactor.register(self.fd, self)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the fd is still open (a single int read; a hint)."""
+        return self.fd >= 0
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(sock, *args)`` under the lock; ``EBADF`` once closed.
+
+        Option and name queries go through here so they never touch a
+        reused fd number after a concurrent ``close()``.
+        """
+        with self.lock:
+            if self.fd < 0:
+                raise closed_error()
+            return fn(self.sock, *args)
+
+    # ---------------------------------------------------------- initiation
+
+    def start(self, op: DescriptorOp, task: Task[Any]) -> object:
+        """Initiate ``op`` for ``task`` (the task driver holds the task lock).
+
+        Speculative system call first; on would-block, park (3.8.2-3.8.3).
+        """
+        write = op.write_direction
+        with self.lock:
+            if self.fd < 0:
+                raise closed_error()
+            if write:
+                if self.write_busy:
+                    raise RuntimeError("another write or connect is already pending on this socket")
+            elif self.read_busy:
+                raise RuntimeError("another read or accept is already pending on this socket")
+            result = op.attempt()
+            if result is not WOULD_BLOCK:
+                # Edge-triggered: the cached edge is stale now (the next park
+                # would retry in vain).  Level-triggered: keep it, clearing
+                # it would have to wake the reactor to watch the fd again.
+                if self.edge:
+                    if write:
+                        self.write_ready = False
+                    else:
+                        self.read_ready = False
+                return result
+            if write:
+                self.write_busy = True
+            else:
+                self.read_busy = True
+            epoch = self.epoch
+        return self._park(op, task, write, epoch)
+
+    def _park(self, op: DescriptorOp, task: Task[Any], write: bool, epoch: int) -> object:
+        """Park ``op`` unless a cached edge, a cancel or a close says otherwise."""
+        sched = self.sched
+        # The unit is counted before the op becomes visible (8.3), and
+        # outside the lock (no scheduler call under a descriptor lock).
+        sched.work_started()
+        parked = False
+        consumed = False
+        result: object = None
+        error: BaseException | None = None
+        with self.lock:
+            if self.fd < 0 or self.epoch != epoch:
+                # close() or cancel() ran since this initiation started.
+                error = Cancelled()
+            else:
+                try:
+                    result = WOULD_BLOCK
+                    if write:
+                        if self.write_ready:
+                            self.write_ready = False
+                            consumed = True
+                            result = op.attempt()
+                    elif self.read_ready:
+                        self.read_ready = False
+                        consumed = True
+                        result = op.attempt()
+                    if result is WOULD_BLOCK:
+                        op.task = task
+                        if write:
+                            self.write_op = op
+                        else:
+                            self.read_op = op
+                        parked = True
+                except BaseException as exc:
+                    error = exc
+            if not parked:
+                if write:
+                    self.write_busy = False
+                else:
+                    self.read_busy = False
+        if parked:
+            # poll/select watch a direction only on demand (3.4.6): a write
+            # op always adds WRITE; a read op adds READ only when the cached
+            # flag was set (the fd was left out of the pass until now).
+            if not self.edge and (write or consumed):
+                self.reactor.interest_changed()
+            return PENDING
+        sched.work_finished()
+        if consumed and not self.edge and not write:
+            self.reactor.interest_changed()  # read_ready went False: watch again
+        if error is not None:
+            raise error
+        return result
+
+    # ---------------------------------------------------------- cancellation
+
+    def cancel_op(self, op: DescriptorOp, task: Task[Any]) -> bool:
+        """Complete ``op`` with ``Cancelled`` if it is parked for ``task``."""
+        with self.lock:
+            if op.task is not task:
+                return False
+            if op.write_direction:
+                if self.write_op is not op:
+                    return False
+                self.write_op = None
+                self.write_busy = False
+            else:
+                if self.read_op is not op:
+                    return False
+                self.read_op = None
+                self.read_busy = False
+        self.sched.post_counted(task.wakeup(None, Cancelled()))
+        return True
+
+    def cancel_all(self) -> None:
+        """``cancel()``: every parked op completes with ``Cancelled``.
+
+        Bumping the epoch also cancels an initiation in progress on another
+        thread (it compares the epoch when it parks).
+        """
+        with self.lock:
+            if self.fd < 0:
+                return
+            self.epoch += 1
+            claimed = self._claim_all_locked()
+        self._post_cancelled(claimed)
+
+    def close(self) -> None:
+        """``close()``: cancel parked ops, deregister, close the fd.  Idempotent."""
+        with self.lock:
+            fd = self.fd
+            if fd < 0:
+                return
+            self.fd = -1
+            self.epoch += 1
+            claimed = self._claim_all_locked()
+            self.read_ready = self.write_ready = False
+            self.local = self.remote = None
+        # fd is -1 under the lock, so no system call can start on it any
+        # more; deregister before the number can be reused by another open.
+        self.reactor.deregister(fd)
+        self.sock.close()
+        self._post_cancelled(claimed)
+
+    def _shutdown(self) -> None:
+        """``IOContext.close()``: close without posting; parked ops are abandoned."""
+        with self.lock:
+            fd = self.fd
+            if fd < 0:
+                return
+            self.fd = -1
+            self.epoch += 1
+            self._claim_all_locked()
+            self.read_ready = self.write_ready = False
+        try:
+            self.reactor.deregister(fd)
+        finally:
+            self.sock.close()
+
+    def _claim_all_locked(self) -> list[DescriptorOp]:
+        claimed = []
+        op = self.read_op
+        if op is not None:
+            self.read_op = None
+            self.read_busy = False
+            claimed.append(op)
+        op = self.write_op
+        if op is not None:
+            self.write_op = None
+            self.write_busy = False
+            claimed.append(op)
+        return claimed
+
+    def _post_cancelled(self, claimed: list[DescriptorOp]) -> None:
+        post = self.sched.post_counted
+        for op in claimed:
+            task = op.task
+            assert task is not None
+            post(task.wakeup(None, Cancelled()))
+
+    # ---------------------------------------------------------- readiness
+
+    def wants_read(self) -> bool:
+        """Level-triggered backends: watch READ while a read op is parked or
+        no readiness is cached (3.4.6)."""
+        with self.lock:
+            return self.fd >= 0 and (self.read_op is not None or not self.read_ready)
+
+    def wants_write(self) -> bool:
+        """Level-triggered backends: watch WRITE only while a write or connect
+        op is parked (level writability would otherwise spin)."""
+        with self.lock:
+            return self.write_op is not None
+
+    def on_ready(self, bits: int, out: deque[Callable[[], object]]) -> None:
+        """A readiness report (reactor thread, no scheduler lock held).
+
+        Performs the parked ops' system calls under the lock (3.6) and
+        appends their resumptions to ``out``; the op's unit of work moves to
+        the queued resumption.  A report for a closed descriptor, or one that
+        turns out to be spurious, only caches readiness.
+        """
+        with self.lock:
+            if self.fd < 0:
+                return
+            rop = self.read_op
+            wop = self.write_op
+            if bits & ERROR and (rop is not None or wop is not None):
+                code = _socket_error(self.sock)
+                if code:
+                    # 3.11.2: the socket error completes every parked op; an
+                    # empty slot caches the readiness so the next op's own
+                    # system call reports what is left (EOF, EPIPE).
+                    exc = os_error(code)
+                    if rop is not None:
+                        self.read_op = None
+                        self.read_busy = False
+                        out.append(rop.task.wakeup(None, exc))  # type: ignore[union-attr]
+                    else:
+                        self.read_ready = True
+                    if wop is not None:
+                        self.write_op = None
+                        self.write_busy = False
+                        out.append(wop.task.wakeup(None, exc))  # type: ignore[union-attr]
+                    else:
+                        self.write_ready = True
+                    return
+                # No error pending: a concurrent system call in the other
+                # direction already reported (and cleared) it.  Let each op
+                # retry its own call, which reports EOF or the new state,
+                # instead of inventing EIO (the backends add READ|WRITE to
+                # every ERROR report).
+                bits |= READ | WRITE
+            if bits & READ:
+                if rop is None:
+                    self.read_ready = True
+                else:
+                    try:
+                        result = rop.attempt()
+                    except Exception as exc:
+                        self.read_op = None
+                        self.read_busy = False
+                        out.append(rop.task.wakeup(None, exc))  # type: ignore[union-attr]
+                    else:
+                        if result is not WOULD_BLOCK:
+                            self.read_op = None
+                            self.read_busy = False
+                            out.append(rop.task.wakeup(result, None))  # type: ignore[union-attr]
+            if bits & WRITE:
+                if wop is None:
+                    self.write_ready = True
+                else:
+                    try:
+                        result = wop.attempt()
+                    except Exception as exc:
+                        self.write_op = None
+                        self.write_busy = False
+                        out.append(wop.task.wakeup(None, exc))  # type: ignore[union-attr]
+                    else:
+                        if result is not WOULD_BLOCK:
+                            self.write_op = None
+                            self.write_busy = False
+                            out.append(wop.task.wakeup(result, None))  # type: ignore[union-attr]
+
+    def __repr__(self) -> str:
+        return f"<Descriptor fd={self.fd}>"
