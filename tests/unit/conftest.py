@@ -1,0 +1,77 @@
+"""Fixtures shared by the unit tests.
+
+``fd_leak_check`` is module-scoped: a module opts in with
+``pytestmark = pytest.mark.usefixtures("fd_leak_check")`` and fails at
+teardown if it left more file descriptors open than it found, or if a
+socket had to be closed by the garbage collector ("unclosed socket"
+``ResourceWarning``).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+#: Where the process lists its open fds (Linux, then macOS/BSD).
+_FD_DIRS = ("/proc/self/fd", "/dev/fd")
+#: How long teardown waits for helper threads (resolve) to let go of fds.
+_SETTLE_SECONDS = 2.0
+
+
+def _fd_dir() -> str | None:
+    for path in _FD_DIRS:
+        if os.path.isdir(path):
+            return path
+    return None
+
+
+def _open_fds(path: str) -> dict[int, str]:
+    fds: dict[int, str] = {}
+    for name in os.listdir(path):
+        fd = int(name)
+        try:
+            fds[fd] = os.readlink(f"{path}/{name}")
+        except OSError:
+            continue  # the listing's own fd, already closed
+    return fds
+
+
+def _collect_unclosed() -> list[str]:
+    """Run the GC and return the messages of unclosed-resource warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+        gc.collect()
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+@pytest.fixture(scope="module")
+def fd_leak_check() -> Iterator[None]:
+    """Fail the module if it leaks file descriptors or unclosed sockets."""
+    path = _fd_dir()
+    if path is None:
+        pytest.skip("no /proc/self/fd or /dev/fd to count open fds")
+    _collect_unclosed()
+    before = _open_fds(path)
+    yield
+    unclosed = _collect_unclosed()
+    deadline = time.monotonic() + _SETTLE_SECONDS
+    while True:
+        after = _open_fds(path)
+        leaked = {fd: target for fd, target in after.items() if fd not in before}
+        if len(after) <= len(before) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # a helper thread may still be closing its fds
+        unclosed += _collect_unclosed()
+    problems = []
+    if len(after) > len(before):
+        problems.append(f"{len(after) - len(before)} more fds open: {leaked}")
+    if unclosed:
+        problems.append(f"garbage-collected unclosed resources: {unclosed}")
+    if problems:
+        pytest.fail("resource leak in this module: " + "; ".join(problems), pytrace=False)

@@ -1,0 +1,100 @@
+"""Helpers shared by the TCP unit tests (test_socket, test_acceptor, ...)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import corosio_py
+from corosio_py import IOContext, TCPAcceptor, TCPSocket
+
+T = TypeVar("T")
+
+#: Upper bound for any handshake poll; a test that needs longer is broken.
+HANDSHAKE_TIMEOUT = 10.0
+
+
+def run(
+    backend: str, main: Callable[[], Coroutine[Any, Any, T]], threads: int = 1
+) -> T:
+    """Run ``main()`` on a fresh context with ``threads`` threads."""
+    return corosio_py.run(main(), threads=threads, backend=backend)
+
+
+async def wrap(awaitable: Awaitable[T]) -> T:
+    """A coroutine awaiting ``awaitable`` (``spawn`` wants a coroutine; socket
+    methods return operation objects)."""
+    return await awaitable
+
+
+def context() -> IOContext:
+    """The context of the running task."""
+    return corosio_py.current_executor().context
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (bind port 0, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def has_ipv6_loopback() -> bool:
+    """Whether ``::1`` can be bound here."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def _parked(obj: TCPSocket | TCPAcceptor, write: bool) -> bool:
+    desc = obj._desc
+    if desc is None:
+        return False
+    with desc.lock:
+        return (desc.write_op if write else desc.read_op) is not None
+
+
+async def until(condition: Callable[[], bool], what: str = "condition") -> None:
+    """Yield to the context until ``condition()`` holds (bounded)."""
+    deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await corosio_py.sleep(0.0005)
+
+
+async def parked(obj: TCPSocket | TCPAcceptor, *, write: bool = False) -> None:
+    """Wait until ``obj`` has an operation parked in the read (or write) slot.
+
+    The handshake that replaces "sleep 50 ms and hope it parked": reads the
+    descriptor's slot under its lock.
+    """
+    await until(lambda: _parked(obj, write), f"a parked {'write' if write else 'read'}")
+
+
+async def fill_send_buffer(sock: TCPSocket) -> int:
+    """Write until the kernel buffers are full (the next write would park).
+
+    Shrinks the send buffer first so this takes little memory; returns the
+    number of bytes written.
+    """
+    sock.send_buffer_size = 4096
+    chunk = b"\0" * 65536
+    total = 0
+    desc = sock._desc
+    assert desc is not None
+    while True:
+        try:
+            with desc.lock:
+                n = desc.sock.send(chunk)
+        except BlockingIOError:
+            return total
+        total += n
