@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import corosio_py
-from corosio_py import IOContext, TCPAcceptor, TCPSocket
+from corosio_py import IOContext, Task, TCPAcceptor, TCPSocket
 
 T = TypeVar("T")
 
@@ -71,13 +71,19 @@ async def until(condition: Callable[[], bool], what: str = "condition") -> None:
         await corosio_py.sleep(0.0005)
 
 
-async def parked(obj: TCPSocket | TCPAcceptor, *, write: bool = False) -> None:
-    """Wait until ``obj`` has an operation parked in the read (or write) slot.
+async def parked(
+    obj: TCPSocket | TCPAcceptor, *, write: bool = False, task: Task[Any] | None = None
+) -> None:
+    """Wait until ``obj`` has an operation parked in the read (or write) slot
+    (or, when given, until ``task`` is done: its operation did not park).
 
     The handshake that replaces "sleep 50 ms and hope it parked": reads the
     descriptor's slot under its lock.
     """
-    await until(lambda: _parked(obj, write), f"a parked {'write' if write else 'read'}")
+    await until(
+        lambda: _parked(obj, write) or (task is not None and task.done()),
+        f"a parked {'write' if write else 'read'}",
+    )
 
 
 async def fill_send_buffer(sock: TCPSocket) -> int:
