@@ -1,0 +1,1 @@
+"""Developer tools for corosio_py (benchmarks); not shipped with the package."""

@@ -1,0 +1,34 @@
+"""corosio_py benchmark suite: ``python -m tools.bench [--quick] [--workload NAME]``.
+
+Each workload is a module of this package that defines ``WORKLOAD`` (a
+:class:`tools.bench._harness.Workload`) and ends with
+``if __name__ == "__main__": worker_main(WORKLOAD)``.  Registering a new
+workload is one line: add its module name to :data:`WORKLOADS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._harness import Workload
+
+#: Module names under ``tools.bench``, in suite order.  One line per workload.
+WORKLOADS: tuple[str, ...] = (
+    "post_throughput",
+    "cross_thread_post",
+    "mt_scaling",
+    "coroutine_resumes",
+    "timers",
+    "gil_release",
+)
+
+
+def load(name: str) -> Workload:
+    """Import ``tools.bench.<name>`` and return its ``WORKLOAD``."""
+    if name not in WORKLOADS:
+        raise KeyError(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
+    module = importlib.import_module(f"{__name__}.{name}")
+    workload: Workload = module.WORKLOAD
+    return workload

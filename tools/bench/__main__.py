@@ -1,0 +1,7 @@
+"""``python -m tools.bench``: run the benchmark suite (see ``--help``)."""
+
+from __future__ import annotations
+
+from tools.bench._harness import main
+
+raise SystemExit(main())
