@@ -78,3 +78,10 @@ class StopToken:
 
     def __repr__(self) -> str:
         return f"<StopToken stop_requested={self.stop_requested}>"
+
+
+def check_token(token: object) -> StopToken | None:
+    """Validate a ``stop_token=`` argument: a StopToken or None."""
+    if token is not None and not isinstance(token, StopToken):
+        raise TypeError(f"stop_token must be a StopToken or None, not {type(token).__name__}")
+    return token

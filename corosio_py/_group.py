@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, final
 
@@ -53,7 +53,7 @@ class _Watch(Operation):
             if waiter is None or not self._satisfied_locked():
                 return
             self._waiter = None
-        waiter._sched.post(waiter.wakeup(None, None))
+        waiter._sched.wake(waiter.wakeup(None, None))
 
     def start(self, task: Task[Any]) -> object:
         with self._lock:
@@ -67,14 +67,15 @@ class _Watch(Operation):
             if self._waiter is not task:
                 return False
             self._waiter = None
-        task._sched.post(task.wakeup(None, Cancelled()))
+        task._sched.wake(task.wakeup(None, Cancelled()))
         return True
 
 
-async def _wait_all_shielded(watch: _Watch) -> bool:
+async def _wait_all_shielded(watch: _Watch, on_cancel: Callable[[], object]) -> bool:
     """Wait until every child is done, even if cancelled meanwhile.
 
-    Returns True if the waiting task was cancelled while it waited.
+    A cancellation of the waiting task calls ``on_cancel`` (which cancels
+    the children) and the wait goes on.  Returns True if that happened.
     """
     cancelled = False
     while True:
@@ -83,6 +84,7 @@ async def _wait_all_shielded(watch: _Watch) -> bool:
             return cancelled
         except Cancelled:
             cancelled = True
+            on_cancel()
 
 
 async def gather(*awaitables: Any) -> list[Any]:
@@ -97,22 +99,28 @@ async def gather(*awaitables: Any) -> list[Any]:
         if not isinstance(aw, (Task, Coroutine)):
             for child in children:
                 child.cancel()
+            for aw2 in awaitables:
+                if isinstance(aw2, Coroutine) and not any(c._coro is aw2 for c in children):
+                    aw2.close()  # never started: do not leave it unawaited
             raise TypeError(f"gather() takes coroutines and tasks, not {type(aw).__name__}")
         children.append(aw if isinstance(aw, Task) else spawn(parent._ctx, aw))
     watch = _Watch()
     for child in children:
         watch.add(child)
+
+    def cancel_children() -> None:
+        for child in children:
+            child.cancel()
+
     try:
         await watch.until(all_done=False)
     except Cancelled:
-        for child in children:
-            child.cancel()
-        await _wait_all_shielded(watch)
+        cancel_children()
+        await _wait_all_shielded(watch, cancel_children)
         raise
     if watch.failed:
-        for child in children:
-            child.cancel()
-        await _wait_all_shielded(watch)
+        cancel_children()
+        await _wait_all_shielded(watch, cancel_children)
         first = watch.failed[0]
         first._retrieved = True
         assert first._exception is not None
@@ -198,7 +206,7 @@ class TaskGroup:
         self._closing = True
         if exc is not None:
             self._abort()
-        cancelled_while_waiting = await _wait_all_shielded(self._watch)
+        cancelled_while_waiting = await _wait_all_shielded(self._watch, self._abort)
         ours = parent._close_scope(self._scope)
         errors: list[BaseException] = []
         with self._lock:

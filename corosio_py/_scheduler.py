@@ -115,6 +115,7 @@ class Scheduler:
         self._task_interrupted = False  # that pass will not block (or was woken)
         self._last_pass = 0.0  # monotonic end of the last reactor pass (lock)
         self._idle: list[_Frame] = []  # threads waiting on the condition
+        self._frames: list[_Frame] = []  # every frame of every thread in run*
         self._local = _Local()
         self.debug = os.environ.get("COROSIO_DEBUG", "") not in ("", "0")
         if single_threaded:
@@ -144,6 +145,15 @@ class Scheduler:
             self._queue.append(handler)
             if self._idle or (self._task_running and not self._task_interrupted):
                 self._wake_one_locked()
+
+    def wake(self, handler: Handler) -> None:
+        """Post a task resumption; dropped silently once the context is closed
+        (close() abandons every task, so nobody is left to resume)."""
+        try:
+            self.post(handler)
+        except RuntimeError:
+            if not self._closed:
+                raise
 
     def post_counted(self, handler: Handler) -> None:
         """Queue ``handler`` whose unit of work is already counted.
@@ -183,11 +193,13 @@ class Scheduler:
             self._stopped = True
 
     def work_started(self) -> None:
-        """Add one unit of outstanding work (a parked op, a guard)."""
-        frame = self._local.frame
-        if frame is not None:
-            frame.work += 1
-            return
+        """Add one unit of outstanding work (a parked op, a guard).
+
+        Always counted globally, at once: a parked operation or a timer is
+        visible to the reactor on another thread as soon as it is parked, so
+        its unit must already be in the global count (W2).  Only the
+        private-queue posts of :meth:`post` may be counted privately.
+        """
         with self._lock:
             self._outstanding += 1
 
@@ -198,6 +210,8 @@ class Scheduler:
             frame.work -= 1  # published before this thread blocks or leaves
             return
         with self._lock:
+            if self._closed:
+                return  # close() already dropped every unit
             self._outstanding -= 1
             if self.debug and self._outstanding < 0:
                 raise InvariantError("outstanding work count went negative")
@@ -321,6 +335,7 @@ class Scheduler:
     def _leave(self, frame: _Frame) -> None:
         """Pop ``frame``: publish what it holds and wake someone for it."""
         with self._lock:
+            self._frames.remove(frame)
             published = self._publish_locked(frame)
             if frame.inbox:
                 # Already counted; back to the head, where they came from.
@@ -336,6 +351,8 @@ class Scheduler:
     def _check_invariants_locked(self) -> None:
         if self._outstanding < 0:
             raise InvariantError(f"outstanding work count is {self._outstanding}")
+        if len(self._queue) > 4096:
+            return  # the sentinel scan is O(n): skip it on long queues
         sentinels = self._queue.count(_REACTOR_TASK)
         if sentinels + int(self._task_running) != 1:
             raise InvariantError(
@@ -377,23 +394,39 @@ class Scheduler:
             return self._run_lockless(limit, deadline, poll)
         local = self._local
         frame = _Frame(local.frame)
+        lock = self._lock
+        with lock:
+            self._frames.append(frame)
         local.frame = frame
         n = 0
         inbox = frame.inbox
         private = frame.queue
+        frames = self._frames
+        queue = self._queue
         streak = 0
-        lock = self._lock
         try:
             while n < limit:
-                # Unlocked reads of _stopped and _idle are hints: a stop or an
-                # idle thread is acted on at the latest after PRIVATE_STREAK
-                # more handlers, under the lock.
+                # Unlocked reads of _stopped and _frames are hints: a stop or
+                # a second runner is acted on at the latest after
+                # PRIVATE_STREAK more handlers, under the lock.
                 handler: Handler | None
                 if inbox and not self._stopped:
-                    handler = inbox.popleft()
-                elif private and streak and not self._idle and not self._stopped:
-                    # Our own posts, still privately counted: nobody else is
-                    # idle to share them with, so run them without the lock.
+                    try:
+                        handler = inbox.popleft()
+                    except IndexError:  # an idle thread stole the rest
+                        continue
+                elif (
+                    private
+                    and streak
+                    and deadline is None
+                    and len(frames) == 1
+                    and len(queue) == 1
+                    and not self._stopped
+                ):
+                    # Our own posts, still privately counted; no other thread
+                    # runs the context to share them with, and the shared
+                    # queue holds only the sentinel, so FIFO order is kept:
+                    # run them without the lock.
                     streak -= 1
                     handler = private.popleft()
                 else:
@@ -445,13 +478,15 @@ class Scheduler:
                     if queue:
                         if self._idle:
                             self._wake_one_locked()  # the cascade: more work, a helper
-                        else:
+                        elif len(self._frames) == 1:
                             self._take_batch_locked(frame.inbox)
                     return handler
                 if not self._run_reactor_locked(frame, deadline, poll):
                     return None
                 continue
             # The sentinel is with another thread and nothing is queued.
+            if self._steal_locked(frame):
+                continue
             if poll:
                 return None
             if deadline is None:
@@ -463,11 +498,13 @@ class Scheduler:
             self._wait_locked(frame, remaining)
 
     def _take_batch_locked(self, inbox: deque[Handler]) -> None:
-        """Nobody is idle: take a few more handlers, to run without the lock.
+        """The only runner: take a few more handlers, to run without the lock.
 
         They stay counted globally (like reactor completions) and go back to
         the head of the queue if this thread leaves before running them.
-        The sentinel is never taken, so I/O keeps its turn.
+        The sentinel is never taken, so I/O keeps its turn.  A thread that
+        starts running the context later steals them (:meth:`_steal_locked`)
+        if this one is busy in a long handler.
         """
         queue = self._queue
         for _ in range(BATCH - 1):
@@ -475,12 +512,42 @@ class Scheduler:
                 break
             inbox.append(queue.popleft())
 
+    def _steal_locked(self, frame: _Frame) -> bool:
+        """Before sleeping or blocking: take half of another thread's inbox.
+
+        Inbox items are counted globally, so they may run on any thread.
+        The owner pops from the left without the lock; we pop from the right
+        (deque pops are atomic, a documented guarantee, not the GIL's), so
+        each item goes to exactly one thread.
+        """
+        for other in self._frames:
+            victim = other.inbox
+            if other is frame or not victim:
+                continue
+            stolen: list[Handler] = []
+            for _ in range((len(victim) + 1) // 2):
+                try:
+                    stolen.append(victim.pop())
+                except IndexError:
+                    break
+            if stolen:
+                stolen.reverse()
+                frame.inbox.extend(stolen)
+                return True
+        return False
+
     def _run_reactor_locked(self, frame: _Frame, deadline: float | None, poll: bool) -> bool:
         """We popped the sentinel: run one pass.  False means "return now"."""
         queue = self._queue
         more = bool(queue)
+        if deadline is not None and _monotonic() >= deadline:
+            queue.append(_REACTOR_TASK)  # checked once per traversal: a busy queue still ends
+            return False
         if more and _monotonic() - self._last_pass < POLL_INTERVAL:
             queue.append(_REACTOR_TASK)  # polled a moment ago: run handlers
+            return True
+        if not more and not poll and self._steal_locked(frame):
+            queue.append(_REACTOR_TASK)  # work held by a busy thread: run it first
             return True
         if more or poll:
             timeout: float | None = 0.0
@@ -506,8 +573,12 @@ class Scheduler:
         self._task_running = False
         queue.append(_REACTOR_TASK)
         self._last_pass = now = _monotonic()
+        if produced > 1 and self._idle:
+            # We run our completions ourselves, but an idle thread may steal
+            # half of them: one wake per pass, not per handler.
+            self._wake_one_locked()
         if deadline is not None and now >= deadline:
-            return False  # checked once per traversal: a busy queue still ends
+            return False
         return bool(produced or more or not poll)
 
     def _run_lockless(self, limit: int, deadline: float | None, poll: bool) -> int:
@@ -539,6 +610,9 @@ class Scheduler:
                 more = bool(queue)
                 if not more and self._outstanding <= 0:
                     self._stopped = True
+                    queue.append(_REACTOR_TASK)
+                    break
+                if deadline is not None and _monotonic() >= deadline:
                     queue.append(_REACTOR_TASK)
                     break
                 if more and _monotonic() - self._last_pass < POLL_INTERVAL:

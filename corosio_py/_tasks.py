@@ -215,14 +215,13 @@ class Task(Generic[T]):
                     self._op.discard(value)
                 value, exc = None, Cancelled()  # 3.10.3: stopped before resumption
         # Unlocked read as a hint: a request that lands after it is honoured
-        # at the next suspension, which checks under the lock.
-        if self._cancel_requested is not None and not isinstance(exc, Cancelled):
-            with self._lock:
-                if self._cancel_requested is not None:
-                    self._cancel_requested = None
-                    if self._op is not None:
-                        self._op.discard(value)
-                    value, exc = None, Cancelled()
+        # at the next suspension, which checks under the lock.  A request
+        # made while a Cancelled was already on its way merges with it.
+        if self._cancel_requested is not None and self._consume_cancel_request():
+            if not isinstance(exc, Cancelled):
+                if self._op is not None:
+                    self._op.discard(value)
+                value, exc = None, Cancelled()
         coro = self._coro
         if coro is None:
             return  # abandoned by IOContext.close()
@@ -250,10 +249,11 @@ class Task(Generic[T]):
                         # cancel landing now is seen by the next _step.
                         self._sched.post(self._resume_cb)
                         return
-                    value, exc = None, None
-                    with self._lock:
-                        self._cancel_requested = None
-                    exc = Cancelled()
+                    value = None
+                    exc = Cancelled() if self._consume_cancel_request() else None
+                    if exc is None:
+                        self._sched.post(self._resume_cb)
+                        return
                     continue
                 if not isinstance(yielded, Operation):
                     value, exc = None, TypeError(
@@ -262,8 +262,7 @@ class Task(Generic[T]):
                     continue
                 value, exc = None, None
                 with self._lock:
-                    if self._cancel_requested is not None:
-                        self._cancel_requested = None
+                    if self._take_request_locked():
                         exc = Cancelled()  # the operation never starts
                         continue
                     self._op = yielded
@@ -291,6 +290,17 @@ class Task(Generic[T]):
                     return
         finally:
             _current.task = prev
+
+    def _consume_cancel_request(self) -> bool:
+        """Take a pending cancel request, if any."""
+        with self._lock:
+            return self._take_request_locked()
+
+    def _take_request_locked(self) -> bool:
+        if self._cancel_requested is None:
+            return False
+        self._cancel_requested = None
+        return True
 
     def _watch_token(self, op: Operation, token: StopToken) -> bool:
         """Cancel ``op`` when its stop token fires; False if already stopped.
@@ -350,10 +360,7 @@ class Task(Generic[T]):
             coro.close()  # runs its finally blocks
         except (RuntimeError, ValueError):
             logger.exception("closing the coroutine of %r failed", self)
-        with self._done_lock:
-            self._done = True
-            self._exception = Cancelled("the IOContext was closed")
-            self._callbacks = None
+        self._finish(None, Cancelled("the IOContext was closed"))
 
 
 class CancelScope:
@@ -398,9 +405,9 @@ class _JoinOp(Operation):
         if waiter is not None:
             target._retrieved = True
             if target._exception is not None:
-                waiter._sched.post(waiter.wakeup(None, target._exception))
+                waiter._sched.wake(waiter.wakeup(None, target._exception))
             else:
-                waiter._sched.post(waiter.wakeup(target._result, None))
+                waiter._sched.wake(waiter.wakeup(target._result, None))
 
     def cancel(self, task: Task[Any]) -> bool:
         target = self._target
@@ -409,7 +416,7 @@ class _JoinOp(Operation):
                 return False
             target._callbacks.remove(self._on_done)
             self._waiter = None
-        task._sched.post(task.wakeup(None, Cancelled()))
+        task._sched.wake(task.wakeup(None, Cancelled()))
         return True
 
 
@@ -454,8 +461,8 @@ def spawn(ctx_or_executor: IOContext | Executor, coro: Coroutine[Any, Any, T]) -
     if not isinstance(coro, Coroutine):
         raise TypeError(f"spawn() needs a coroutine, got {type(coro).__name__}")
     task = Task(ctx, coro)
-    ctx._task_started(task)
     try:
+        ctx._task_started(task)
         ctx._sched.post(task._resume_cb)
     except BaseException:
         ctx._task_finished(task)

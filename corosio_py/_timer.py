@@ -7,7 +7,7 @@ import time
 from typing import Any, final
 
 from . import _validate
-from ._cancel import StopToken
+from ._cancel import StopToken, check_token
 from ._context import IOContext
 from ._errors import Cancelled
 from ._ops import PENDING, Operation
@@ -59,7 +59,7 @@ class _TimerWait(Operation):
 
 def sleep(seconds: float, *, stop_token: StopToken | None = None) -> Operation:
     """Awaitable: suspend the task for ``seconds`` (<= 0: just yield)."""
-    return _TimerWait(_validate.deadline_after(seconds), None, stop_token)
+    return _TimerWait(_validate.deadline_after(seconds), None, check_token(stop_token))
 
 
 @final
@@ -104,9 +104,7 @@ class Timer:
 
     def wait(self, stop_token: StopToken | None = None) -> Operation:
         """Awaitable: until the expiry; ``Cancelled`` if cancelled first."""
-        if stop_token is not None and not isinstance(stop_token, StopToken):
-            raise TypeError("stop_token must be a StopToken or None")
-        return _TimerWait(self._expiry, self, stop_token)
+        return _TimerWait(self._expiry, self, check_token(stop_token))
 
     def cancel(self) -> int:
         """Cancel every pending waiter; return how many were cancelled."""
