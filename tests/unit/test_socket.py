@@ -438,6 +438,7 @@ def test_write_eagain_parks_and_resumes(backend: str, monkeypatch: pytest.Monkey
             return got
 
         wt = corosio_py.spawn(ctx, writer())
+        await parked(a, write=True)  # the reader starts once the writer parked
         rt = corosio_py.spawn(ctx, reader())
         assert await wt == total
         assert await rt == total
