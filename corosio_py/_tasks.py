@@ -21,7 +21,7 @@ from ._cancel import StopToken
 from ._context import Executor, IOContext
 from ._errors import Cancelled
 from ._ops import PENDING, Operation
-from ._scheduler import Handler
+from ._scheduler import Handler, InvariantError
 
 __all__ = ("Task", "current_executor", "current_task", "run", "spawn", "yield_now")
 
@@ -71,6 +71,7 @@ class Task(Generic[T]):
         "_exception",
         "_callbacks",
         "_retrieved",
+        "_wakeups",
     )
 
     def __init__(self, ctx: IOContext, coro: Coroutine[Any, Any, T]) -> None:
@@ -92,6 +93,7 @@ class Task(Generic[T]):
         self._exception: BaseException | None = None
         self._callbacks: list[Callable[[Task[T]], object]] | None = []
         self._retrieved = False
+        self._wakeups = 0  # COROSIO_DEBUG: completions queued since the last resume
 
     # ------------------------------------------------------------ public API
 
@@ -197,15 +199,27 @@ class Task(Generic[T]):
     def wakeup(self, value: object, exc: BaseException | None) -> Handler:
         """Store the outcome of the awaited operation; return the handler
         that resumes the task (the caller queues it exactly once)."""
+        if self._sched.debug:
+            self._check_single_wakeup()
         self._value = value
         self._exc = exc
         return self._resume_cb
+
+    def _check_single_wakeup(self) -> None:
+        """COROSIO_DEBUG: an operation must be completed exactly once."""
+        with self._done_lock:
+            if self._wakeups:
+                raise InvariantError(f"{self!r} was completed twice before it resumed")
+            self._wakeups += 1
 
     def _step(self) -> None:
         """Resume the coroutine.  A queued handler; see the module docstring."""
         value = self._value
         exc = self._exc
         self._value = self._exc = None
+        if self._sched.debug:
+            with self._done_lock:
+                self._wakeups = 0
         token = self._token
         if token is not None:
             self._token = None
@@ -217,11 +231,14 @@ class Task(Generic[T]):
         # Unlocked read as a hint: a request that lands after it is honoured
         # at the next suspension, which checks under the lock.  A request
         # made while a Cancelled was already on its way merges with it.
-        if self._cancel_requested is not None and self._consume_cancel_request():
-            if not isinstance(exc, Cancelled):
-                if self._op is not None:
-                    self._op.discard(value)
-                value, exc = None, Cancelled()
+        if (
+            self._cancel_requested is not None
+            and self._consume_cancel_request()
+            and not isinstance(exc, Cancelled)
+        ):
+            if self._op is not None:
+                self._op.discard(value)
+            value, exc = None, Cancelled()
         coro = self._coro
         if coro is None:
             return  # abandoned by IOContext.close()
@@ -345,6 +362,7 @@ class Task(Generic[T]):
             callbacks, self._callbacks = self._callbacks, None
         self._coro = None
         self._ctx._task_finished(self)
+        self._resume_cb = _finished_step  # break the task <-> bound method cycle
         for callback in callbacks or ():
             try:
                 callback(self)
@@ -361,6 +379,10 @@ class Task(Generic[T]):
         except (RuntimeError, ValueError):
             logger.exception("closing the coroutine of %r failed", self)
         self._finish(None, Cancelled("the IOContext was closed"))
+
+
+def _finished_step() -> None:
+    """The resumption handler of a finished task: nothing to resume."""
 
 
 class CancelScope:
