@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 import weakref
 from collections.abc import Callable
@@ -25,12 +24,6 @@ class _ShutdownParticipant(Protocol):
     def _shutdown(self) -> None: ...
 
 
-def _bind(fn: object, args: tuple[Any, ...]) -> Callable[[], object]:
-    if not callable(fn):
-        raise TypeError(f"expected a callable, got {type(fn).__name__}")
-    return functools.partial(fn, *args) if args else fn
-
-
 @final
 class IOContext:
     """An event loop that any number of threads may run at once.
@@ -46,7 +39,15 @@ class IOContext:
     readiness API; the others run completions or sleep until work arrives.
     """
 
-    __slots__ = ("__weakref__", "_sched", "_executor", "_objects", "_tasks", "_tasks_lock")
+    __slots__ = (
+        "__weakref__",
+        "__dict__",
+        "_sched",
+        "_executor",
+        "_objects",
+        "_tasks",
+        "_tasks_lock",
+    )
 
     def __init__(self, concurrency_hint: int | None = None, backend: str | None = None) -> None:
         if concurrency_hint is not None:
@@ -56,6 +57,7 @@ class IOContext:
                 raise ValueError("concurrency_hint must be >= 1")
         reactor = create_reactor(backend)
         self._sched = Scheduler(reactor, single_threaded=concurrency_hint == 1)
+        self.__dict__["post"] = self._sched.post  # shadows the documented method
         self._executor = Executor(self)
         self._objects: weakref.WeakSet[_ShutdownParticipant] = weakref.WeakSet()
         self._tasks: set[Task[Any]] = set()
@@ -123,12 +125,13 @@ class IOContext:
         self._sched.restart()
 
     def post(self, fn: Callable[..., object], /, *args: Any) -> None:
-        """Queue ``fn(*args)``; it counts as outstanding work until it runs."""
-        if args:
-            fn = functools.partial(fn, *args)
-        elif not callable(fn):
-            raise TypeError(f"expected a callable, got {type(fn).__name__}")
-        self._sched.post(fn)
+        """Queue ``fn(*args)``; it counts as outstanding work until it runs.
+
+        Raises ``TypeError`` for a non-callable, ``RuntimeError`` once closed.
+        (Each instance binds this name straight to its scheduler's post, so
+        the hot path costs one call; this method documents it.)
+        """
+        self._sched.post(fn, *args)
 
     def work_guard(self) -> WorkGuard:
         """Keep :meth:`run` from returning for lack of work until reset."""
@@ -210,19 +213,20 @@ class Executor:
 
     def post(self, fn: Callable[..., object], /, *args: Any) -> None:
         """Queue ``fn(*args)``; never runs it inline."""
-        self._ctx.post(fn, *args)
+        self._sched.post(fn, *args)
 
     def defer(self, fn: Callable[..., object], /, *args: Any) -> None:
         """Queue ``fn(*args)`` behind the caller's current work (post semantics)."""
-        self._ctx.post(fn, *args)
+        self._sched.post(fn, *args)
 
     def dispatch(self, fn: Callable[..., object], /, *args: Any) -> None:
         """Run ``fn(*args)`` now if this thread runs the context, else post it."""
-        handler = _bind(fn, args)
         if self._sched.running_in_this_thread():
-            handler()
+            if not callable(fn):
+                raise TypeError(f"expected a callable, got {type(fn).__name__}")
+            fn(*args)
         else:
-            self._ctx.post(handler)
+            self._sched.post(fn, *args)
 
     def running_in_this_thread(self) -> bool:
         """Whether the calling thread is inside ``run*`` of this context."""

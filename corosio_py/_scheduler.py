@@ -37,12 +37,13 @@ and no waiting.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from ._reactor import Reactor
 from ._timers import TimerQueue, TimerWaiter
@@ -59,10 +60,10 @@ UNLIMITED: Final = 1 << 62
 POLL_INTERVAL: Final = 0.0001
 #: Handlers a thread takes from the shared queue per lock hold when no other
 #: thread is idle (it runs them without the lock, in order).
-BATCH: Final = 16
+BATCH: Final = 64
 #: Handlers a thread may run from its own private queue before it visits the
 #: lock again (to publish, give the reactor its turn and see a stop).
-PRIVATE_STREAK: Final = 64
+PRIVATE_STREAK: Final = 256
 
 
 def _reactor_task() -> None:  # pragma: no cover - identity only
@@ -82,21 +83,29 @@ class _Frame:
 
     Every field is owned by the thread that created the frame, except
     ``wake``, which other threads release under the scheduler lock after
-    popping the frame from the idle list.
+    popping the frame from the idle list, and ``inbox``, from whose right
+    end an idle thread may steal (deque pops are atomic).
     """
 
-    __slots__ = ("queue", "inbox", "work", "prev", "wake")
+    __slots__ = ("sched", "queue", "inbox", "work", "prev", "wake", "task")
 
-    def __init__(self, prev: _Frame | None) -> None:
+    def __init__(self, sched: Scheduler, prev: _Frame | None) -> None:
+        self.sched = sched
         self.queue: deque[Handler] = deque()  # posted by this thread's handlers
-        self.inbox: deque[Handler] = deque()  # collected by this thread's reactor pass
+        self.inbox: deque[Handler] = deque()  # counted globally: completions, batches
         self.work = 0  # private change to the outstanding count, not yet published
-        self.prev = prev
+        self.prev = prev  # the enclosing frame on this thread (any scheduler)
         self.wake: threading.Lock | None = None
+        self.task: Any = None  # the task being resumed in this frame, if any
 
 
-class _Local(threading.local):
+class _ThreadState(threading.local):
+    #: The innermost frame on this thread, of whichever scheduler.
     frame: _Frame | None = None
+
+
+#: One thread-local for every scheduler: a resumption reads it once.
+thread_state: Final = _ThreadState()
 
 
 class Scheduler:
@@ -116,7 +125,6 @@ class Scheduler:
         self._last_pass = 0.0  # monotonic end of the last reactor pass (lock)
         self._idle: list[_Frame] = []  # threads waiting on the condition
         self._frames: list[_Frame] = []  # every frame of every thread in run*
-        self._local = _Local()
         self.debug = os.environ.get("COROSIO_DEBUG", "") not in ("", "0")
         if single_threaded:
             # One thread by promise: no lock, no private queues.
@@ -127,14 +135,18 @@ class Scheduler:
 
     # ------------------------------------------------------------ posting
 
-    def current_frame(self) -> _Frame | None:
-        """This thread's innermost frame for this scheduler, if it runs it."""
-        return self._local.frame
+    def post(self, handler: Callable[..., object], /, *args: Any) -> None:
+        """Queue ``handler(*args)``; it holds one unit of outstanding work until run.
 
-    def post(self, handler: Handler) -> None:
-        """Queue ``handler``; it holds one unit of outstanding work until run."""
-        frame = self._local.frame
-        if frame is not None and not self._closed:
+        From a thread running this scheduler (innermost frame) the post is
+        private and lock-free; otherwise it takes the lock and wakes a thread.
+        """
+        if args:
+            handler = functools.partial(handler, *args)
+        elif not callable(handler):
+            raise TypeError(f"expected a callable, got {type(handler).__name__}")
+        frame = thread_state.frame
+        if frame is not None and frame.sched is self and not self._closed:
             frame.queue.append(handler)  # fast path: private, published later
             frame.work += 1
             return
@@ -161,8 +173,8 @@ class Scheduler:
         Used to complete a parked operation or a timer wait: the unit moves
         from the operation to the queued completion.
         """
-        frame = self._local.frame
-        if frame is not None:
+        frame = thread_state.frame
+        if frame is not None and frame.sched is self:
             frame.queue.append(handler)
             return
         with self._lock:
@@ -172,7 +184,11 @@ class Scheduler:
             self._queue.append(handler)
             self._wake_one_locked()
 
-    def _post_lockless(self, handler: Handler) -> None:
+    def _post_lockless(self, handler: Callable[..., object], /, *args: Any) -> None:
+        if args:
+            handler = functools.partial(handler, *args)
+        elif not callable(handler):
+            raise TypeError(f"expected a callable, got {type(handler).__name__}")
         if self._closed:
             raise RuntimeError("the IOContext is closed")
         self._outstanding += 1
@@ -205,8 +221,8 @@ class Scheduler:
 
     def work_finished(self) -> None:
         """Remove one unit; the transition to zero stops the context."""
-        frame = self._local.frame
-        if frame is not None:
+        frame = thread_state.frame
+        if frame is not None and frame.sched is self:
             frame.work -= 1  # published before this thread blocks or leaves
             return
         with self._lock:
@@ -266,7 +282,12 @@ class Scheduler:
 
     def running_in_this_thread(self) -> bool:
         """Whether the calling thread is inside a ``run*`` call of ours."""
-        return self._local.frame is not None
+        frame = thread_state.frame
+        while frame is not None:
+            if frame.sched is self:
+                return True
+            frame = frame.prev
+        return False
 
     # ------------------------------------------------------------ signalling
 
@@ -346,7 +367,7 @@ class Scheduler:
                 self._wake_one_locked()  # 2.5.4: nobody else may be looking
             if self.debug:
                 self._check_invariants_locked()
-        self._local.frame = frame.prev
+        thread_state.frame = frame.prev
 
     def _check_invariants_locked(self) -> None:
         if self._outstanding < 0:
@@ -392,12 +413,11 @@ class Scheduler:
         """
         if self.single_threaded:
             return self._run_lockless(limit, deadline, poll)
-        local = self._local
-        frame = _Frame(local.frame)
+        frame = _Frame(self, thread_state.frame)
         lock = self._lock
         with lock:
             self._frames.append(frame)
-        local.frame = frame
+        thread_state.frame = frame
         n = 0
         inbox = frame.inbox
         private = frame.queue
@@ -588,9 +608,8 @@ class Scheduler:
         the count can only be high in between, and it reaches zero only once
         the queue holds nothing but the sentinel, which is then popped next.
         """
-        local = self._local
-        frame = _Frame(local.frame)
-        local.frame = frame
+        frame = _Frame(self, thread_state.frame)
+        thread_state.frame = frame
         queue = self._queue
         popleft = queue.popleft
         n = settled = 0
@@ -637,7 +656,7 @@ class Scheduler:
             self._outstanding -= n - settled
             if self._outstanding <= 0:
                 self._stopped = True
-            local.frame = frame.prev
+            thread_state.frame = frame.prev
         return n
 
     # ------------------------------------------------------------ shutdown

@@ -21,7 +21,7 @@ from ._cancel import StopToken
 from ._context import Executor, IOContext
 from ._errors import Cancelled
 from ._ops import PENDING, Operation
-from ._scheduler import Handler, InvariantError
+from ._scheduler import Handler, InvariantError, thread_state
 
 __all__ = ("Task", "current_executor", "current_task", "run", "spawn", "yield_now")
 
@@ -33,11 +33,6 @@ logger = logging.getLogger("corosio_py")
 INLINE_BUDGET = 16
 
 
-class _Current(threading.local):
-    task: Task[Any] | None = None
-
-
-_current = _Current()
 
 #: Marker for "cancel requested by Task.cancel()" in ``Task._cancel_requested``.
 _BY_TASK_CANCEL = "task"
@@ -242,8 +237,10 @@ class Task(Generic[T]):
         coro = self._coro
         if coro is None:
             return  # abandoned by IOContext.close()
-        prev = _current.task
-        _current.task = self
+        frame = thread_state.frame
+        assert frame is not None, "a task is resumed by a thread in run*"
+        prev = frame.task
+        frame.task = self
         budget = INLINE_BUDGET
         try:
             while True:
@@ -306,7 +303,7 @@ class Task(Generic[T]):
                     self._sched.post(self.wakeup(value, None))
                     return
         finally:
-            _current.task = prev
+            frame.task = prev
 
     def _consume_cancel_request(self) -> bool:
         """Take a pending cancel request, if any."""
@@ -496,7 +493,8 @@ def spawn(ctx_or_executor: IOContext | Executor, coro: Coroutine[Any, Any, T]) -
 
 def current_task() -> Task[Any] | None:
     """The task running on this thread, or None outside any task."""
-    return _current.task
+    frame = thread_state.frame
+    return frame.task if frame is not None else None
 
 
 def current_executor() -> Executor:
@@ -504,14 +502,14 @@ def current_executor() -> Executor:
 
     :raises RuntimeError: outside a task.
     """
-    task = _current.task
+    task = current_task()
     if task is None:
         raise RuntimeError("current_executor() called outside a corosio_py task")
     return task._ctx.executor
 
 
 def _require_task(what: str) -> Task[Any]:
-    task = _current.task
+    task = current_task()
     if task is None:
         raise RuntimeError(f"{what} must be used inside a corosio_py task")
     return task
