@@ -60,7 +60,7 @@ UNLIMITED: Final = 1 << 62
 POLL_INTERVAL: Final = 0.0001
 #: Handlers a thread takes from the shared queue per lock hold when no other
 #: thread is idle (it runs them without the lock, in order).
-BATCH: Final = 64
+BATCH: Final = 128
 #: Handlers a thread may run from its own private queue before it visits the
 #: lock again (to publish, give the reactor its turn and see a stop).
 PRIVATE_STREAK: Final = 256
@@ -452,7 +452,7 @@ class Scheduler:
                 else:
                     streak = PRIVATE_STREAK
                     with lock:
-                        handler = self._next_locked(frame, deadline, poll)
+                        handler = self._next_locked(frame, deadline, poll, limit > 1)
                     if handler is None:
                         break
                 try:
@@ -465,7 +465,7 @@ class Scheduler:
         return n
 
     def _next_locked(
-        self, frame: _Frame, deadline: float | None, poll: bool
+        self, frame: _Frame, deadline: float | None, poll: bool, batch: bool
     ) -> Handler | None:
         """One step of 2.4: return a handler to run, or None to return.
 
@@ -498,7 +498,7 @@ class Scheduler:
                     if queue:
                         if self._idle:
                             self._wake_one_locked()  # the cascade: more work, a helper
-                        elif len(self._frames) == 1:
+                        elif batch:
                             self._take_batch_locked(frame.inbox)
                     return handler
                 if not self._run_reactor_locked(frame, deadline, poll):
@@ -518,19 +518,25 @@ class Scheduler:
             self._wait_locked(frame, remaining)
 
     def _take_batch_locked(self, inbox: deque[Handler]) -> None:
-        """The only runner: take a few more handlers, to run without the lock.
+        """No thread is idle: take a few more handlers, to run without the lock.
 
         They stay counted globally (like reactor completions) and go back to
         the head of the queue if this thread leaves before running them.
-        The sentinel is never taken, so I/O keeps its turn.  A thread that
-        starts running the context later steals them (:meth:`_steal_locked`)
-        if this one is busy in a long handler.
+        The sentinel is never taken, so I/O keeps its turn.  Every thread
+        steals from other inboxes before it sleeps or blocks in the reactor
+        (:meth:`_steal_locked`), and a reactor already blocked is interrupted
+        so that it does too: a handler that blocks while the rest of its
+        batch waits behind it cannot starve threads that could run them.
         """
         queue = self._queue
-        for _ in range(BATCH - 1):
+        size = BATCH
+        for _ in range(size - 1):
             if not queue or queue[0] is _REACTOR_TASK:
                 break
             inbox.append(queue.popleft())
+        if inbox and self._task_running and not self._task_interrupted:
+            self._task_interrupted = True
+            self.reactor.interrupt()
 
     def _steal_locked(self, frame: _Frame) -> bool:
         """Before sleeping or blocking: take half of another thread's inbox.
