@@ -21,6 +21,7 @@ from ._group import TaskGroup as TaskGroup
 from ._group import gather as gather
 from ._reactor import available_backends as available_backends
 from ._resolve import resolve as resolve
+from ._server import TCPServer as TCPServer
 from ._socket import TCPSocket as TCPSocket
 from ._tasks import Task as Task
 from ._tasks import current_executor as current_executor
@@ -42,6 +43,7 @@ __all__ = (
     "StopSource",
     "StopToken",
     "TCPAcceptor",
+    "TCPServer",
     "TCPSocket",
     "Task",
     "TaskGroup",

@@ -1,8 +1,70 @@
-"""The main demo run by ``make demo``."""
+"""The main demo (``make demo``): the HTTP server under load.
+
+Starts the HTTP/1.1 keep-alive server of :mod:`corosio_py.examples.http_server`
+on 127.0.0.1 served by 4 threads of one IOContext, drives it for 5 seconds
+with the load client of :mod:`corosio_py.examples.http_load` in a separate
+process, then prints requests per second, latency percentiles and how many
+handlers (and requests) each server thread ran.
+"""
 
 from __future__ import annotations
 
-from .scheduler_demo import main
+import argparse
+import json
+import subprocess
+import sys
+
+import corosio_py as cio
+
+from .http_server import serve, shutdown
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the demo and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--backend", default=None, choices=cio.available_backends())
+    args = parser.parse_args(argv)
+
+    ctx, server, stats, workers = serve("127.0.0.1", 0, args.threads, args.backend)
+    port = server.local_endpoint().port
+    print(
+        f"HTTP server on 127.0.0.1:{port}: {args.threads} threads on one IOContext "
+        f"({ctx.backend}); load: {args.connections} keep-alive connections "
+        f"for {args.duration:g} s",
+        flush=True,
+    )
+    try:
+        load = subprocess.run(
+            [
+                sys.executable, "-m", "corosio_py.examples.http_load",
+                "--port", str(port),
+                "--connections", str(args.connections),
+                "--duration", str(args.duration),
+            ],
+            capture_output=True, text=True, check=True, timeout=args.duration + 60,
+        )
+    finally:
+        shutdown(ctx, server, workers)
+    figures = json.loads(load.stdout)
+    print(f"requests:      {figures['requests']} ({figures['errors']} errors)")
+    print(f"requests/s:    {figures['requests_per_s']:,.0f}")
+    print(
+        f"latency (µs):  p50 {figures['p50_us']}  p90 {figures['p90_us']}  "
+        f"p99 {figures['p99_us']}  max {figures['max_us']}"
+    )
+    served = stats.snapshot()
+    print("per server thread:")
+    for name in sorted(stats.handlers_run):
+        print(
+            f"  {name}: {stats.handlers_run[name]:>8} handlers run, "
+            f"{served.get(name, 0):>8} requests served"
+        )
+    if figures["errors"] or not figures["requests"]:
+        raise SystemExit(f"the load client saw errors: {figures['first_errors']}")
+
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,180 @@
+"""TCPServer: accept connections and run one handler task per connection."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, final
+
+from ._acceptor import TCPAcceptor
+from ._context import IOContext
+from ._endpoint import Endpoint, as_endpoint
+from ._errors import Cancelled
+from ._socket import TCPSocket
+from ._tasks import Task, current_task, spawn
+
+__all__ = ("TCPServer",)
+
+logger = logging.getLogger("corosio_py")
+
+Handler = Callable[[TCPSocket], Coroutine[Any, Any, object]]
+
+
+@final
+class TCPServer:
+    """Serve every accepted connection with ``await handler(sock)``.
+
+    Each connection's handler runs as its own task, on whichever thread of
+    the context runs it; the socket is closed when the handler returns.  A
+    handler's exception is logged and ends only that connection.  Between
+    :meth:`start` and :meth:`stop` the server is outstanding work (its
+    pending accept keeps ``run()`` going).
+
+    Thread safety: :meth:`stop` may be called from any thread, including
+    from inside a handler; the other methods by the owner.
+    """
+
+    __slots__ = (
+        "_ctx",
+        "_endpoint",
+        "_handler",
+        "_backlog",
+        "_reuse_address",
+        "_lock",
+        "_acceptor",
+        "_accept_task",
+        "_handlers",
+    )
+
+    def __init__(
+        self,
+        ctx: IOContext,
+        endpoint: Endpoint | tuple[str, int],
+        handler: Handler,
+        *,
+        backlog: int = 128,
+        reuse_address: bool = True,
+    ) -> None:
+        if not isinstance(ctx, IOContext):
+            raise TypeError(f"TCPServer needs an IOContext, got {type(ctx).__name__}")
+        if not callable(handler):
+            raise TypeError("handler must be an async function taking a TCPSocket")
+        if isinstance(backlog, bool) or not isinstance(backlog, int):
+            raise TypeError(f"backlog must be an int, not {type(backlog).__name__}")
+        self._ctx = ctx
+        self._endpoint = as_endpoint(endpoint)
+        self._handler = handler
+        self._backlog = backlog
+        self._reuse_address = bool(reuse_address)
+        self._lock = threading.Lock()  # guards the three fields below
+        self._acceptor: TCPAcceptor | None = None
+        self._accept_task: Task[None] | None = None
+        self._handlers: dict[Task[None], TCPSocket] = {}
+
+    @property
+    def context(self) -> IOContext:
+        """The context that runs the server."""
+        return self._ctx
+
+    @property
+    def connections(self) -> int:
+        """How many connections are open (their handlers running) now."""
+        with self._lock:
+            return len(self._handlers)
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is accepting (between start() and stop())."""
+        with self._lock:
+            return self._acceptor is not None
+
+    def local_endpoint(self) -> Endpoint:
+        """The listening endpoint (the real port after binding port 0).
+
+        :raises OSError: ``EBADF`` when the server is not started.
+        """
+        with self._lock:
+            acceptor = self._acceptor
+        if acceptor is None:
+            raise OSError(9, "the TCPServer is not started")
+        return acceptor.local_endpoint()
+
+    def start(self) -> None:
+        """Bind, listen and begin accepting.  A no-op if already started.
+
+        :raises OSError: when binding or listening fails (nothing leaks).
+        """
+        with self._lock:
+            if self._acceptor is not None:
+                return
+            family = socket.AF_INET6 if self._endpoint.address.version == 6 else socket.AF_INET
+            acceptor = TCPAcceptor(self._ctx)
+            try:
+                acceptor.open(family)
+                acceptor.reuse_address = self._reuse_address
+                acceptor.bind(self._endpoint)
+                acceptor.listen(self._backlog)
+            except BaseException:
+                acceptor.close()
+                raise
+            self._acceptor = acceptor
+            self._accept_task = spawn(self._ctx, self._accept_loop(acceptor))
+
+    def stop(self) -> None:
+        """Stop accepting, cancel running handlers and close their sockets.
+
+        Does not block; idempotent; callable from any thread.
+        """
+        with self._lock:
+            acceptor, self._acceptor = self._acceptor, None
+            accept_task, self._accept_task = self._accept_task, None
+            handlers = list(self._handlers.items())
+        if acceptor is None:
+            return
+        if accept_task is not None:
+            accept_task.cancel()
+        acceptor.close()  # also completes a parked accept with Cancelled
+        for task, sock in handlers:
+            task.cancel()
+            sock.close()
+
+    async def _accept_loop(self, acceptor: TCPAcceptor) -> None:
+        while True:
+            try:
+                sock = await acceptor.accept()
+            except Cancelled:
+                return
+            except OSError as error:
+                if not acceptor.is_open:
+                    return
+                # EMFILE and friends: the acceptor stays usable; report and
+                # go on rather than spin (the next accept parks until ready).
+                logger.warning("TCPServer accept failed: %s", error)
+                continue
+            self._launch(sock)
+
+    def _launch(self, sock: TCPSocket) -> None:
+        with self._lock:
+            if self._acceptor is None:  # stopped meanwhile
+                sock.close()
+                return
+            task = spawn(self._ctx, self._serve(sock))
+            self._handlers[task] = sock
+
+    async def _serve(self, sock: TCPSocket) -> None:
+        try:
+            await self._handler(sock)
+        except Cancelled:
+            pass
+        except Exception:
+            logger.exception("TCPServer handler failed for %r", sock)
+        finally:
+            sock.close()
+            with self._lock:  # _launch inserted us under this lock
+                self._handlers.pop(current_task(), None)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<TCPServer {self._endpoint} {state} connections={self.connections}>"
