@@ -609,3 +609,39 @@ def test_stop_token_races(backend: str) -> None:
     got, cancelled = run(backend, main, threads=4)
     assert got + cancelled == iterations
     assert cancelled > 0
+
+
+def test_concurrent_ops_then_close_everything(backend: str) -> None:
+    """socket_stress concurrent_ops, bounded: 4 pairs with a writer and a
+    reader each; closing every socket ends all of them (Cancelled, or the
+    error/EOF the close caused on the other end)."""
+
+    async def main() -> int:
+        ctx = context()
+        pairs = [socket_pair(ctx) for _ in range(4)]
+        moved = [0]
+        ended = threading.Event()
+
+        async def writer(sock: TCPSocket) -> None:
+            chunk = b"c" * 256
+            with contextlib.suppress(Cancelled, OSError):
+                while True:
+                    moved[0] += await sock.write_some(chunk)
+
+        async def reader(sock: TCPSocket) -> None:
+            buf = bytearray(256)
+            with contextlib.suppress(Cancelled, OSError):
+                while await sock.read_some(buf):
+                    if moved[0] > 64 * 1024:
+                        ended.set()
+
+        tasks = [corosio_py.spawn(ctx, writer(x)) for x, _ in pairs]
+        tasks += [corosio_py.spawn(ctx, reader(y)) for _, y in pairs]
+        await until(ended.is_set, "some traffic")
+        for x, y in pairs:
+            x.close()
+            y.close()
+        await corosio_py.gather(*tasks)
+        return moved[0]
+
+    assert run(backend, main, threads=4) > 64 * 1024

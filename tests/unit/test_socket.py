@@ -465,6 +465,52 @@ def test_read_after_peer_close(backend: str) -> None:
     run(backend, main)
 
 
+@pytest.mark.parametrize("parks", [False, True], ids=["ready", "parked"])
+def test_data_and_eof_together(backend: str, parks: bool) -> None:
+    """Data and FIN arrive before (or while) the reader waits, and the read
+    returns less than its buffer: the next read still sees EOF at once.
+    (A read that ends short of its buffer does not prove that nothing is
+    pending: the FIN may be, and it brings no further readiness report.)"""
+
+    async def main() -> None:
+        ctx = context()
+        a, b = socket_pair(ctx)
+        buf = bytearray(4096)
+        task = corosio_py.spawn(ctx, wrap(b.read_some(buf)))
+        if parks:
+            await parked(b)
+        await a.write_all(b"tail")
+        a.shutdown(socket.SHUT_WR)
+        assert await task == 4
+        with corosio_py.timeout(5):
+            assert await b.read_some(buf) == 0
+        a.close()
+        b.close()
+
+    for threads in (1, 2):
+        run(backend, main, threads)
+
+
+def test_sync_completion_loop(backend: str) -> None:
+    """socket_stress sync_completion, bounded: 1000 one-byte exchanges that
+    complete without parking (inline completions under the budget)."""
+
+    async def main() -> int:
+        a, b = socket_pair(context())
+        one = bytearray(1)
+        count = 0
+        for i in range(1000):
+            await a.write_some(bytes([i & 0xFF]))
+            assert await b.read_some(one) == 1
+            assert one[0] == i & 0xFF
+            count += 1
+        a.close()
+        b.close()
+        return count
+
+    assert run(backend, main) == 1000
+
+
 def test_eof_wakes_a_parked_read(backend: str) -> None:
     async def main() -> None:
         ctx = context()
@@ -1067,8 +1113,12 @@ def test_socket_pair_leaves_the_context_unchanged(backend: str) -> None:
 
 
 def test_context_close_closes_sockets_and_abandons_parked_ops(backend: str) -> None:
+    """reactor_paths testShutdownWithParkedOps (TCP): close the context with a
+    read, a write and an accept parked: no hang, coroutines closed, fds
+    closed, nothing resumed."""
     ctx = IOContext(backend=backend)
     a, b = socket_pair(ctx)
+    acc = TCPAcceptor(ctx, ("127.0.0.1", 0))
     finalized: list[str] = []
 
     async def reader() -> None:
@@ -1077,13 +1127,32 @@ def test_context_close_closes_sockets_and_abandons_parked_ops(backend: str) -> N
         finally:
             finalized.append("reader")
 
-    task = corosio_py.spawn(ctx, reader())
-    ctx.run_one()  # the task starts and parks its read
-    assert b._desc is not None and b._desc.read_op is not None
+    async def writer() -> None:
+        try:
+            await fill_send_buffer(a)
+            await a.write_some(b"w" * 4096)
+        finally:
+            finalized.append("writer")
+
+    async def acceptor() -> None:
+        try:
+            await acc.accept()
+        finally:
+            finalized.append("acceptor")
+
+    tasks = [corosio_py.spawn(ctx, fn()) for fn in (reader, writer, acceptor)]
+    for _ in range(3):
+        ctx.run_one()  # each task starts and parks its operation
+    for obj, write in ((b, False), (a, True), (acc, False)):
+        desc = obj._desc
+        assert desc is not None
+        assert (desc.write_op if write else desc.read_op) is not None
     ctx.close()
-    assert finalized == ["reader"]
-    assert task.cancelled()
+    assert sorted(finalized) == ["acceptor", "reader", "writer"]
+    assert all(task.cancelled() for task in tasks)
     assert not a.is_open
     assert not b.is_open
-    a.close()  # no-op now
+    assert not acc.is_open
+    a.close()  # no-ops now
     b.cancel()
+    acc.close()
