@@ -619,29 +619,28 @@ def test_concurrent_ops_then_close_everything(backend: str) -> None:
     async def main() -> int:
         ctx = context()
         pairs = [socket_pair(ctx) for _ in range(4)]
-        moved = [0]
-        ended = threading.Event()
+        # One counter per reader: each is written by one task only.
+        received = [0] * len(pairs)
 
         async def writer(sock: TCPSocket) -> None:
             chunk = b"c" * 256
             with contextlib.suppress(Cancelled, OSError):
                 while True:
-                    moved[0] += await sock.write_some(chunk)
+                    await sock.write_some(chunk)
 
-        async def reader(sock: TCPSocket) -> None:
+        async def reader(index: int, sock: TCPSocket) -> None:
             buf = bytearray(256)
             with contextlib.suppress(Cancelled, OSError):
-                while await sock.read_some(buf):
-                    if moved[0] > 64 * 1024:
-                        ended.set()
+                while n := await sock.read_some(buf):
+                    received[index] += n
 
         tasks = [corosio_py.spawn(ctx, writer(x)) for x, _ in pairs]
-        tasks += [corosio_py.spawn(ctx, reader(y)) for _, y in pairs]
-        await until(ended.is_set, "some traffic")
+        tasks += [corosio_py.spawn(ctx, reader(i, y)) for i, (_, y) in enumerate(pairs)]
+        await until(lambda: sum(received) > 64 * 1024, "some traffic")
         for x, y in pairs:
             x.close()
             y.close()
         await corosio_py.gather(*tasks)
-        return moved[0]
+        return sum(received)
 
     assert run(backend, main, threads=4) > 64 * 1024
