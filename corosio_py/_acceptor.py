@@ -73,12 +73,12 @@ class TCPAcceptor:
     def is_open(self) -> bool:
         """Whether the acceptor has an open fd."""
         desc = self._desc
-        return desc is not None and desc.fd >= 0
+        return desc is not None and desc.is_open
 
     def fileno(self) -> int:
         """The fd, or -1 when closed."""
         desc = self._desc
-        return -1 if desc is None else desc.fd
+        return -1 if desc is None else desc.fileno()
 
     def open(self, family: int = socket.AF_INET) -> None:
         """Open a new listening-to-be socket of ``family`` (closing any old one).
@@ -105,7 +105,7 @@ class TCPAcceptor:
     def reuse_address(self) -> bool:
         """SO_REUSEADDR; set before :meth:`bind`.  Remembered for later opens."""
         desc = self._desc
-        if desc is None or desc.fd < 0:
+        if desc is None or not desc.is_open:
             return self._reuse_address
         value = desc.call(socket.socket.getsockopt, socket.SOL_SOCKET, socket.SO_REUSEADDR)
         return bool(value)
@@ -114,7 +114,7 @@ class TCPAcceptor:
     def reuse_address(self, value: bool) -> None:
         self._reuse_address = bool(value)
         desc = self._desc
-        if desc is not None and desc.fd >= 0:
+        if desc is not None and desc.is_open:
             desc.call(
                 socket.socket.setsockopt, socket.SOL_SOCKET, socket.SO_REUSEADDR, int(bool(value))
             )
@@ -127,7 +127,7 @@ class TCPAcceptor:
         """
         ep = as_endpoint(endpoint)
         desc = self._desc
-        if desc is None or desc.fd < 0:
+        if desc is None or not desc.is_open:
             desc = self._open(ep.family)
         desc.call(socket.socket.bind, to_sockaddr(ep))
 
@@ -186,6 +186,6 @@ class TCPAcceptor:
 
     def __repr__(self) -> str:
         desc = self._desc
-        if desc is None or desc.fd < 0:
+        if desc is None or not desc.is_open:
             return "<TCPAcceptor closed>"
-        return f"<TCPAcceptor fd={desc.fd}>"
+        return f"<TCPAcceptor fd={desc.fileno()}>"

@@ -344,8 +344,14 @@ class Descriptor:
 
     @property
     def is_open(self) -> bool:
-        """Whether the fd is still open (a single int read; a hint)."""
-        return self.fd >= 0
+        """Whether the fd is still open (may change right after it returns)."""
+        with self.lock:
+            return self.fd >= 0
+
+    def fileno(self) -> int:
+        """The fd, or -1 once closed."""
+        with self.lock:
+            return self.fd
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(sock, *args)`` under the lock; ``EBADF`` once closed.

@@ -129,7 +129,7 @@ class _Immediate(Operation):
         self._value = value
 
     def start(self, task: Task[Any]) -> object:
-        if self._desc.fd < 0:
+        if not self._desc.is_open:
             raise closed_error()
         return self._value
 
@@ -151,7 +151,7 @@ class _Connect(ConnectOp):
 
     def start(self, task: Task[Any]) -> object:
         desc = self.owner._desc
-        if desc is None or desc.fd < 0:
+        if desc is None or not desc.is_open:
             desc = self.owner._open(self.endpoint.family)
         self.desc = desc
         return desc.start(self, task)
@@ -225,12 +225,12 @@ class TCPSocket:
     def is_open(self) -> bool:
         """Whether the socket has an open fd."""
         desc = self._desc
-        return desc is not None and desc.fd >= 0
+        return desc is not None and desc.is_open
 
     def fileno(self) -> int:
         """The fd, or -1 when closed."""
         desc = self._desc
-        return -1 if desc is None else desc.fd
+        return -1 if desc is None else desc.fileno()
 
     def open(self, family: int = socket.AF_INET) -> None:
         """Open a new socket of ``family`` (closing any previous one).
@@ -277,7 +277,7 @@ class TCPSocket:
         """
         ep = as_endpoint(endpoint)
         desc = self._desc
-        if desc is None or desc.fd < 0:
+        if desc is None or not desc.is_open:
             desc = self._open(ep.family)
 
         def bind(sock: socket.socket) -> None:
@@ -585,9 +585,9 @@ class TCPSocket:
 
     def __repr__(self) -> str:
         desc = self._desc
-        if desc is None or desc.fd < 0:
+        if desc is None or not desc.is_open:
             return "<TCPSocket closed>"
-        return f"<TCPSocket fd={desc.fd} local={desc.local} remote={desc.remote}>"
+        return f"<TCPSocket fd={desc.fileno()} local={desc.local} remote={desc.remote}>"
 
 
 def _size(value: object) -> int:
