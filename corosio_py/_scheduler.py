@@ -234,20 +234,23 @@ class Scheduler:
             if self._outstanding <= 0:
                 self._stop_locked()
 
-    def earliest_timer_changed(self) -> None:
-        """A new earliest deadline: make a blocked reactor pass recompute."""
-        if self.single_threaded:
-            return  # no pass can be running while this thread posts
+    def add_timer(self, waiter: TimerWaiter, deadline: float) -> None:
+        """Make ``waiter`` pending until ``deadline`` (one unit of work).
+
+        One lock hold: the unit is counted before the waiter is visible in
+        the heap (W2), and a blocked reactor is interrupted if the deadline
+        became the earliest.  (Lock order: scheduler lock, then the timer
+        queue's leaf lock.)
+        """
         with self._lock:
-            if self._task_running and not self._task_interrupted:
+            self._outstanding += 1
+            if (
+                self.timers.add(waiter, deadline)
+                and self._task_running
+                and not self._task_interrupted
+            ):
                 self._task_interrupted = True
                 self.reactor.interrupt()
-
-    def add_timer(self, waiter: TimerWaiter, deadline: float) -> None:
-        """Make ``waiter`` pending until ``deadline`` (one unit of work)."""
-        self.work_started()
-        if self.timers.add(waiter, deadline):
-            self.earliest_timer_changed()
 
     # ------------------------------------------------------------ control
 
