@@ -265,3 +265,54 @@ def test_context_close_abandons_a_pending_resolve(
     # The helper thread finishes later and must post nothing to the closed
     # context (a post would raise or unbalance the work count).
     _assert_no_late_completion(ctx, resolver, thread_errors)
+
+
+# ---------------------------------------------------------------- concurrency_hint=1
+
+
+def test_resolve_on_a_single_threaded_context(backend: str) -> None:
+    """With concurrency_hint=1 no other thread may touch the scheduler: the
+    helper thread wakes the reactor through a socket instead of posting."""
+    ctx = IOContext(concurrency_hint=1, backend=backend)
+
+    async def main() -> list[Endpoint]:
+        return await corosio_py.resolve("127.0.0.1", 99)
+
+    task = corosio_py.spawn(ctx, main())
+    ctx.run()
+    assert task.result() == [Endpoint(IPv4Address("127.0.0.1"), 99)]
+    ctx.close()
+
+
+def test_cancel_a_resolve_on_a_single_threaded_context(
+    backend: str, resolver: BlockingResolver, thread_errors: list[BaseException]
+) -> None:
+    ctx = IOContext(concurrency_hint=1, backend=backend)
+
+    async def main() -> list[Endpoint]:
+        lookup = corosio_py.spawn(ctx, corosio_py.resolve("slow.test", 80))
+        await until(resolver.entered.is_set, "the lookup to start")
+        lookup.cancel()
+        with pytest.raises(Cancelled):
+            await lookup
+        # The late wake-up of the cancelled lookup must not disturb this one.
+        resolver.release.set()
+        return await corosio_py.resolve("slow.test", 81)
+
+    task = corosio_py.spawn(ctx, main())
+    ctx.run()
+    assert task.result() == [Endpoint(IPv4Address("127.0.0.1"), 81)]
+    _assert_no_late_completion(ctx, resolver, thread_errors)
+    ctx.close()
+
+
+def test_context_close_abandons_a_resolve_on_a_single_threaded_context(
+    backend: str, resolver: BlockingResolver, thread_errors: list[BaseException]
+) -> None:
+    ctx = IOContext(concurrency_hint=1, backend=backend)
+    task = corosio_py.spawn(ctx, corosio_py.resolve("slow.test", 80))
+    while not resolver.entered.is_set():
+        ctx.run_one_for(0.01)
+    ctx.close()
+    assert task.cancelled()
+    _assert_no_late_completion(ctx, resolver, thread_errors)

@@ -1156,3 +1156,38 @@ def test_context_close_closes_sockets_and_abandons_parked_ops(backend: str) -> N
     a.close()  # no-ops now
     b.cancel()
     acc.close()
+
+
+def test_single_threaded_context(backend: str) -> None:
+    """concurrency_hint=1: the lock-free scheduler drives sockets, accepts,
+    cancellation and connect failures the same way."""
+    ctx = IOContext(concurrency_hint=1, backend=backend)
+    a, b = socket_pair(ctx)
+    acc = TCPAcceptor(ctx, ("127.0.0.1", 0))
+
+    async def main() -> None:
+        reader = corosio_py.spawn(ctx, wrap(b.read_some(bytearray(8))))
+        await parked(b)
+        b.cancel()
+        with pytest.raises(corosio_py.Cancelled):
+            await reader
+        await a.write_all(b"one")
+        assert await b.read_exactly(3) == b"one"
+        accept = corosio_py.spawn(ctx, acc.accept())
+        client = TCPSocket(ctx)
+        await client.connect(acc.local_endpoint())
+        server = await accept
+        assert server.remote_endpoint() == client.local_endpoint()
+        refused = TCPSocket(ctx)
+        with pytest.raises(ConnectionRefusedError):
+            await refused.connect(("127.0.0.1", free_port()))
+        for sock in (client, server, refused):
+            sock.close()
+
+    task = corosio_py.spawn(ctx, main())
+    ctx.run()
+    task.result()
+    a.close()
+    b.close()
+    acc.close()
+    ctx.close()
