@@ -20,6 +20,15 @@ Slots and flags
   it and compares it when parking, so a cancel that lands between the failed
   attempt and the parking is not lost (4.3.3 PORT DECISION).
 
+Why every read tries its system call first
+------------------------------------------
+It is tempting to skip the speculative ``recv`` when the last one returned
+less than its buffer ("the queue was empty") and no edge was cached since.
+That is wrong: a FIN (or an error) that arrived with, or just before, the
+last data makes the next ``recv`` return at once, and it brings no further
+readiness report, so the read would park forever.  Only EAGAIN proves that
+nothing is pending, and then the attempt already happened.
+
 Exactly once (4.2.2)
 --------------------
 Every system call on the fd runs under ``lock`` after checking ``fd >= 0``,
