@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, final
 
@@ -94,16 +94,13 @@ async def gather(*awaitables: Any) -> list[Any]:
     error is raised.  If the gathering task is cancelled, so are the others.
     """
     parent = _require_task("gather()")
-    children: list[Task[Any]] = []
-    for aw in awaitables:
-        if not isinstance(aw, (Task, Coroutine)):
-            for child in children:
-                child.cancel()
-            for aw2 in awaitables:
-                if isinstance(aw2, Coroutine) and not any(c._coro is aw2 for c in children):
-                    aw2.close()  # never started: do not leave it unawaited
-            raise TypeError(f"gather() takes coroutines and tasks, not {type(aw).__name__}")
-        children.append(aw if isinstance(aw, Task) else spawn(parent._ctx, aw))
+    bad = [aw for aw in awaitables if not isinstance(aw, Awaitable)]
+    if bad:
+        for aw in awaitables:
+            if isinstance(aw, Coroutine):
+                aw.close()  # never started: do not leave it unawaited
+        raise TypeError(f"gather() takes awaitables, not {type(bad[0]).__name__}")
+    children = [aw if isinstance(aw, Task) else spawn(parent._ctx, aw) for aw in awaitables]
     watch = _Watch()
     for child in children:
         watch.add(child)

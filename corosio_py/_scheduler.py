@@ -174,13 +174,12 @@ class Scheduler:
         from the operation to the queued completion.
         """
         frame = thread_state.frame
-        if frame is not None and frame.sched is self:
+        if frame is not None and frame.sched is self and not self._closed:
             frame.queue.append(handler)
             return
         with self._lock:
             if self._closed:
-                self._outstanding -= 1  # the completion is discarded
-                return
+                return  # discarded; close() already dropped every unit
             self._queue.append(handler)
             self._wake_one_locked()
 
@@ -195,9 +194,7 @@ class Scheduler:
         self._queue.append(handler)
 
     def _post_counted_lockless(self, handler: Handler) -> None:
-        if self._closed:
-            self._outstanding -= 1
-        else:
+        if not self._closed:
             self._queue.append(handler)
 
     def _work_started_lockless(self) -> None:
@@ -360,6 +357,10 @@ class Scheduler:
         """Pop ``frame``: publish what it holds and wake someone for it."""
         with self._lock:
             self._frames.remove(frame)
+            if self._closed:  # close() ran meanwhile: nothing may be queued
+                frame.queue.clear()
+                frame.inbox.clear()
+                frame.work = 0
             published = self._publish_locked(frame)
             if frame.inbox:
                 # Already counted; back to the head, where they came from.

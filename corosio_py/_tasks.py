@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar, final
 
 from ._cancel import StopToken
@@ -371,6 +371,9 @@ class Task(Generic[T]):
         coro, self._coro = self._coro, None
         if self._done or coro is None:
             return
+        value, self._value = self._value, None
+        if value is not None and self._op is not None:
+            self._op.discard(value)  # a completed result nobody will receive
         try:
             coro.close()  # runs its finally blocks
         except (RuntimeError, ValueError):
@@ -470,25 +473,33 @@ def _context_of(ctx_or_executor: object) -> IOContext:
     )
 
 
-def spawn(ctx_or_executor: IOContext | Executor, coro: Coroutine[Any, Any, T]) -> Task[T]:
+def spawn(ctx_or_executor: IOContext | Executor, coro: Awaitable[T]) -> Task[T]:
     """Start ``coro`` as a task on the context; returns the :class:`Task`.
 
     The task is queued (it never runs inline), so it counts as outstanding
     work until it finishes.  Raises ``RuntimeError`` on a closed context.
     """
     ctx = _context_of(ctx_or_executor)
-    if not isinstance(coro, Coroutine):
-        raise TypeError(f"spawn() needs a coroutine, got {type(coro).__name__}")
-    task = Task(ctx, coro)
+    if isinstance(coro, Coroutine):
+        body: Coroutine[Any, Any, T] = coro
+    elif isinstance(coro, Awaitable):
+        body = _await(coro)  # an operation such as sleep() or read_some()
+    else:
+        raise TypeError(f"spawn() needs a coroutine or awaitable, got {type(coro).__name__}")
+    task = Task(ctx, body)
     try:
         ctx._task_started(task)
         ctx._sched.post(task._resume_cb)
     except BaseException:
         ctx._task_finished(task)
         task._coro = None
-        coro.close()
+        body.close()
         raise
     return task
+
+
+async def _await(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
 def current_task() -> Task[Any] | None:

@@ -361,11 +361,6 @@ def test_emfile_on_accept_then_recovery(backend: str) -> None:
     assert out["after_parked"] is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: Task._abandon drops a delivered-but-not-resumed result without "
-    "calling Operation.discard(), so IOContext.close() leaves the accepted socket open",
-)
 def test_context_close_closes_an_accepted_socket_not_yet_delivered(backend: str) -> None:
     """An accept completed by the reactor whose resumption is still queued
     when the context closes: the accepted socket must be closed (the

@@ -663,11 +663,6 @@ class _CloseContextFirst:
         return getattr(self._real, name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: Scheduler.post_counted on a closed scheduler decrements the "
-    "count that shutdown() already zeroed (work_finished returns early instead)",
-)
 def test_cancel_racing_context_close_keeps_the_work_count_sane(backend: str) -> None:
     ctx = corosio_py.IOContext(backend=backend)
     a, b = socket_pair(ctx)
