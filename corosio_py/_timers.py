@@ -98,6 +98,10 @@ class TimerQueue:
 
     def next_deadline(self) -> float | None:
         """The earliest pending deadline, or None when nothing is pending."""
+        if not self._heap:
+            # Unlocked peek: a waiter added after it interrupts the pass that
+            # is about to block (Scheduler.add_timer), so none is missed.
+            return None
         with self._lock:
             heap = self._heap
             while heap and not heap[0][2].pending:
