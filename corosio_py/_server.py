@@ -13,11 +13,17 @@ from ._context import IOContext
 from ._endpoint import Endpoint, as_endpoint
 from ._errors import Cancelled
 from ._socket import TCPSocket
-from ._tasks import Task, current_task, spawn
+from ._tasks import Task, spawn
+from ._timer import sleep
 
 __all__ = ("TCPServer",)
 
 logger = logging.getLogger("corosio_py")
+
+#: Back-off after a failed accept (EMFILE, ENFILE, ENOBUFS, ...), doubling
+#: from the first value up to the second while the failures go on.
+_ACCEPT_RETRY_FIRST = 0.01
+_ACCEPT_RETRY_MAX = 0.5
 
 Handler = Callable[[TCPSocket], Coroutine[Any, Any, object]]
 
@@ -141,6 +147,7 @@ class TCPServer:
             sock.close()
 
     async def _accept_loop(self, acceptor: TCPAcceptor) -> None:
+        delay = 0.0
         while True:
             try:
                 sock = await acceptor.accept()
@@ -149,10 +156,19 @@ class TCPServer:
             except OSError as error:
                 if not acceptor.is_open:
                     return
-                # EMFILE and friends: the acceptor stays usable; report and
-                # go on rather than spin (the next accept parks until ready).
-                logger.warning("TCPServer accept failed: %s", error)
+                # EMFILE and friends: the connection stays queued and the
+                # listener stays readable, so accepting again at once would
+                # fail at once, forever, without suspending.  Back off (stop()
+                # cancels the wait) and log once per streak of failures.
+                if delay == 0.0:
+                    logger.warning("TCPServer accept failed: %s (retrying)", error)
+                delay = min(max(2.0 * delay, _ACCEPT_RETRY_FIRST), _ACCEPT_RETRY_MAX)
+                try:
+                    await sleep(delay)
+                except Cancelled:
+                    return
                 continue
+            delay = 0.0
             self._launch(sock)
 
     def _launch(self, sock: TCPSocket) -> None:
@@ -162,6 +178,16 @@ class TCPServer:
                 return
             task = spawn(self._ctx, self._serve(sock))
             self._handlers[task] = sock
+        # Outside the lock: it runs at once if the task is already done.  A
+        # done callback, not a finally in _serve: a task cancelled by stop()
+        # before its first step never runs _serve's body.
+        task.add_done_callback(self._handler_done)
+
+    def _handler_done(self, task: Task[None]) -> None:
+        with self._lock:
+            sock = self._handlers.pop(task, None)
+        if sock is not None:
+            sock.close()
 
     async def _serve(self, sock: TCPSocket) -> None:
         try:
@@ -172,8 +198,6 @@ class TCPServer:
             logger.exception("TCPServer handler failed for %r", sock)
         finally:
             sock.close()
-            with self._lock:  # _launch inserted us under this lock
-                self._handlers.pop(current_task(), None)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

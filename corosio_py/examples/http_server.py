@@ -51,7 +51,10 @@ class HTTPStats:
             return dict(self._per_thread)
 
 
-def _response(status: str, body: bytes, keep_alive: bool, content_type: str) -> bytes:
+def _response(
+    status: str, body: bytes, keep_alive: bool, content_type: str, head_only: bool = False
+) -> bytes:
+    # A HEAD response carries GET's Content-Length but no body (RFC 9110 9.3.2).
     head = (
         f"HTTP/1.1 {status}\r\n"
         f"Content-Type: {content_type}\r\n"
@@ -59,12 +62,14 @@ def _response(status: str, body: bytes, keep_alive: bool, content_type: str) -> 
         f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n"
         "Server: corosio_py\r\n\r\n"
     )
-    return head.encode("ascii") + body
+    return head.encode("ascii") + (b"" if head_only else body)
 
 
 def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
     lines = head.decode("latin-1").split("\r\n")
     method, target, version = lines[0].split(" ", 2)
+    if not version.startswith("HTTP/"):
+        raise ValueError(f"not an HTTP request line: {lines[0]!r}")
     headers: dict[str, str] = {}
     for line in lines[1:]:
         if line:
@@ -85,37 +90,57 @@ def make_handler(stats: HTTPStats) -> Callable[[cio.TCPSocket], Coroutine[Any, A
             end = buf.find(b"\r\n\r\n")
             while end < 0:
                 if len(buf) > MAX_HEADER:
-                    await sock.write_all(_response("431 Too Large", b"", False, "text/plain"))
-                    return
+                    break
                 n = await sock.read_some(view)
                 if n == 0:
                     return  # the client closed the connection
                 buf += view[:n]
                 end = buf.find(b"\r\n\r\n")
+            if end < 0 or end > MAX_HEADER:
+                too_large = "431 Request Header Fields Too Large"
+                await sock.write_all(_response(too_large, b"", False, "text/plain"))
+                return
             try:
                 method, target, version, headers = _parse_head(bytes(buf[:end]))
                 length = int(headers.get("content-length", "0"))
+                if length < 0:
+                    raise ValueError(f"negative Content-Length {length}")
             except ValueError:
                 await sock.write_all(_response("400 Bad Request", b"", False, "text/plain"))
                 return
+            if "transfer-encoding" in headers:  # chunked bodies: not supported
+                await sock.write_all(_response("501 Not Implemented", b"", False, "text/plain"))
+                return
             del buf[: end + 4]
-            while len(buf) < length:  # drain a request body we ignore
+            if (
+                length > len(buf)
+                and version == "HTTP/1.1"
+                and headers.get("expect", "").lower() == "100-continue"
+            ):
+                await sock.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            # Drain the request body (ignored) without holding it in memory.
+            skip = min(length, len(buf))
+            del buf[:skip]
+            remaining = length - skip
+            while remaining:
                 n = await sock.read_some(view)
                 if n == 0:
                     return
-                buf += view[:n]
-            del buf[:length]
+                if n > remaining:  # the next request starts in this read
+                    buf += view[remaining:n]
+                    n = remaining
+                remaining -= n
             connection = headers.get("connection", "").lower()
             keep_alive = connection != "close" and (
                 version == "HTTP/1.1" or connection == "keep-alive"
             )
             stats.count()
+            head_only = method == "HEAD"
             if target == "/stats":
                 body = "".join(f"{k} {v}\n" for k, v in sorted(stats.snapshot().items()))
-                reply = _response("200 OK", body.encode(), keep_alive, "text/plain")
+                reply = _response("200 OK", body.encode(), keep_alive, "text/plain", head_only)
             else:
-                payload = b"" if method == "HEAD" else BODY
-                reply = _response("200 OK", payload, keep_alive, "text/plain")
+                reply = _response("200 OK", BODY, keep_alive, "text/plain", head_only)
             await sock.write_all(reply)
             if not keep_alive:
                 return
@@ -166,19 +191,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--backend", default=None, choices=cio.available_backends())
     args = parser.parse_args(argv)
-    ctx, server, stats, workers = serve(args.host, args.port, args.threads, args.backend)
-    print(
-        f"serving http://{server.local_endpoint().address}:{server.local_endpoint().port}/ "
-        f"on {args.threads} threads ({ctx.backend}); Ctrl-C to stop",
-        flush=True,
-    )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    # Before the URL is printed: a client that reads it may signal at once.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    ctx, server, stats, workers = serve(args.host, args.port, args.threads, args.backend)
+    endpoint = server.local_endpoint()
+    host = f"[{endpoint.address}]" if endpoint.address.version == 6 else str(endpoint.address)
+    print(
+        f"serving http://{host}:{endpoint.port}/ "
+        f"on {args.threads} threads ({ctx.backend}); Ctrl-C to stop",
+        flush=True,
+    )
     while not stop.wait(0.2):
         pass
     shutdown(ctx, server, workers)
