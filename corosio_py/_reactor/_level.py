@@ -41,6 +41,10 @@ from ._base import READ, WRITE, ReadinessTarget
 _DRAIN_CHUNK = 4096
 
 
+#: The watch set when no pass is in progress.
+_NOTHING: dict[int, int] = {}
+
+
 @final
 class SelfPipe:
     """A sticky, idempotent wake-up: a non-blocking pipe plus an armed flag.
@@ -142,6 +146,7 @@ class LevelTriggeredReactor(abc.ABC):
                 f"{self.name} reactor: self-pipe fd {self._wake.read_fd} is >= {self.fd_limit}"
             )
         self._lock = threading.Lock()
+        self._watching: dict[int, int] = _NOTHING  # fds of the pass in progress (lock)
         self._targets: dict[int, ReadinessTarget] = {}  # guarded by _lock
         self._closed = False  # guarded by _lock
 
@@ -179,6 +184,13 @@ class LevelTriggeredReactor(abc.ABC):
         """
         with self._lock:
             self._targets.pop(fd, None)
+            watched = fd in self._watching
+        if watched:
+            # The pass in progress holds a reference to the open file: until
+            # poll()/select() returns, closing the fd sends no FIN to the
+            # peer.  Make it return now (epoll and kqueue drop a closed fd
+            # by themselves).
+            self._wake.signal()
 
     def interest_changed(self) -> None:
         """Interrupt the current pass so the next one asks the targets again."""
@@ -207,10 +219,21 @@ class LevelTriggeredReactor(abc.ABC):
             bits = (READ if target.wants_read() else 0) | (WRITE if target.wants_write() else 0)
             if bits:
                 watch[fd] = bits
+        with self._lock:
+            self._watching = watch
+            # A target deregistered while we asked the others is gone from
+            # the map; its fd may already be closed (select() would fail
+            # with EBADF): drop it from this pass.
+            for fd in [fd for fd in watch if fd != self._wake.read_fd]:
+                if fd not in self._targets:
+                    del watch[fd]
         try:
             events = self._os_wait(watch, None if timeout is None else max(timeout, 0.0))
         except InterruptedError:
             return []
+        finally:
+            with self._lock:
+                self._watching = _NOTHING
         ready: list[tuple[ReadinessTarget, int]] = []
         woken = False
         with self._lock:

@@ -36,12 +36,6 @@ TIMEOUT = 10.0
 EOF_TIMEOUT = 3.0
 THREADS = 4
 
-#: Known core bug (see test_server.py): on poll/select a close() from a
-#: non-reactor thread reaches the peer only when the blocked pass ends.
-POLL_CLOSE_BUG = (
-    "poll/select: close() from a non-reactor thread does not reach the peer until the "
-    "blocked poll()/select() pass ends (deregister does not interrupt it)"
-)
 
 
 @dataclass
@@ -93,8 +87,6 @@ def recv_all(sock: socket.socket, backend: str) -> bytes:
         except ConnectionResetError:
             break
         except TimeoutError:
-            if backend in ("poll", "select"):
-                pytest.xfail(POLL_CLOSE_BUG)
             pytest.fail(f"no EOF within {EOF_TIMEOUT} s; got {bytes(data)!r}")
         if not chunk:
             break

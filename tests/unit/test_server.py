@@ -43,29 +43,13 @@ JOIN_TIMEOUT = 20.0
 #: How long a peer may take to see a closed connection's EOF.
 EOF_TIMEOUT = 3.0
 
-#: Known bug (reported): on the level-triggered backends a thread blocked in
-#: poll()/select() holds a kernel reference to every fd of its pass, and
-#: ``deregister()`` does not interrupt that pass, so ``close()`` from another
-#: thread sends no FIN until the pass ends for some other reason.
-POLL_CLOSE_BUG = (
-    "poll/select: close() from a non-reactor thread does not reach the peer until the "
-    "blocked poll()/select() pass ends (deregister does not interrupt it)"
-)
-LEVEL_BACKENDS = ("poll", "select")
-
-
 class NoEOFError(AssertionError):
     """A client task saw no EOF within EOF_TIMEOUT of the server closing."""
 
 
 def result_of(task: Task[T], backend: str) -> T:
-    """``task.result()``, turning a missing EOF into an xfail on poll/select."""
-    try:
-        return task.result()
-    except NoEOFError:
-        if backend in LEVEL_BACKENDS:
-            pytest.xfail(POLL_CLOSE_BUG)
-        raise
+    """``task.result()`` (a missing EOF raises :class:`NoEOFError`)."""
+    return task.result()
 
 
 # --------------------------------------------------------------------------
@@ -738,8 +722,6 @@ def test_handler_return_reaches_peer_while_context_keeps_running(
     # The handler, woken from a foreign thread, returns on a thread that is
     # not the reactor while the reactor blocks (a work guard keeps both
     # threads in run()): the server's close() must still reach the client.
-    if backend in LEVEL_BACKENDS:
-        request.applymarker(pytest.mark.xfail(reason=POLL_CLOSE_BUG, strict=False))
     timers: list[corosio_py.Timer] = []
 
     async def handler(sock: TCPSocket) -> None:
