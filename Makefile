@@ -31,7 +31,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check corosio_py tests tools
 	$(VENV)/bin/mypy --strict corosio_py
 
+# http_wrk needs wrk: as root with apt-get, try to install it when missing
+# (never fails: without wrk the workload is skipped with a message).
 bench: $(STAMP)
+	@if ! command -v wrk >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "wrk is missing: apt-get install -y wrk"; \
+		apt-get install -y -q wrk >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; } \
+		|| echo "could not install wrk: the http_wrk workload will be skipped"; \
+	fi
 	$(VPY) -m tools.bench
 
 bench-quick: $(STAMP)

@@ -22,6 +22,11 @@ WORKLOADS: tuple[str, ...] = (
     "coroutine_resumes",
     "timers",
     "gil_release",
+    "socket_latency",
+    "socket_throughput",
+    "fan_out",
+    "accept_churn",
+    "http_wrk",
 )
 
 

@@ -86,6 +86,10 @@ class Impl:
     backend: str = "-"
     #: False: only run when asked for by name (e.g. by tools/bench_tasks.py).
     suite: bool = True
+    #: corosio_py only.  False: run on the first selected backend only (the
+    #: default one), e.g. a ``concurrency_hint=1`` variant whose point is the
+    #: scheduler, not the reactor.
+    all_backends: bool = True
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,12 @@ class Workload:
     scaling: str | None = None
     #: Seconds before a run of one cell is killed (full size).
     timeout: float = 180.0
+    #: Returns why the workload cannot run on this machine (a missing tool),
+    #: or None.  The driver skips it with that message instead of failing.
+    unavailable: Callable[[], str | None] | None = None
+    #: Timed repetitions per cell in the suite when ``--reps`` is not given
+    #: (None: the suite default), for workloads whose runs are long.
+    reps: int | None = None
 
     def impl(self, name: str) -> Impl:
         for impl in self.impls:
@@ -172,7 +182,10 @@ class Workload:
             if not impl.suite or (quick and not impl.quick):
                 continue
             threads = impl.quick_threads if quick and impl.quick_threads else impl.threads
-            names = backends if impl.family == COROSIO else (impl.backend,)
+            if impl.family != COROSIO:
+                names: Sequence[str] = (impl.backend,)
+            else:
+                names = backends if impl.all_backends else backends[:1]
             out.extend(
                 Cell(self.name, impl.name, impl.family, backend, n)
                 for backend in names
@@ -529,7 +542,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in names:
         if name not in WORKLOADS:
             parser.error(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
-    workloads = [load(name) for name in names]
+    workloads = []
+    for name in names:
+        workload = load(name)
+        reason = workload.unavailable() if workload.unavailable else None
+        if reason:
+            print(f"skipping workload {name}: {reason}", flush=True)
+        else:
+            workloads.append(workload)
     available = list(corosio_py.available_backends())
     backends = _parse_list(ns.backend) or (available[:1] if ns.quick else available)
     for backend in backends:
@@ -539,6 +559,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = "quick" if ns.quick else "full"
     reps = ns.reps if ns.reps is not None else (2 if ns.quick else 3)
     warmup = 0 if ns.no_warmup else 1
+    #: Timed reps of each workload (a workload may ask for fewer than the default).
+    workload_reps = {
+        w.name: reps if ns.reps is not None or not w.reps else min(w.reps, reps)
+        for w in workloads
+    }
 
     cells: dict[str, list[Cell]] = {}
     for workload in workloads:
@@ -552,7 +577,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for workload in workloads:
             for cell in cells[workload.name]:
                 print(f"{workload.name:20} {cell.label}")
-        print(f"{total_cells} cells x ({warmup} warm-up + {reps} reps)")
+        fewer = {k: v for k, v in workload_reps.items() if v != reps}
+        print(f"{total_cells} cells x ({warmup} warm-up + {reps} reps)"
+              + (f"; reps of {fewer}" if fewer else ""))
         return 0
 
     print(
@@ -564,8 +591,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     runs: dict[Cell, list[dict[str, Any]]] = {}
     rounds = [("warm-up", True)] * warmup + [(f"rep {i}/{reps}", False) for i in range(1, reps + 1)]
-    for round_name, is_warmup in rounds:
+    for index, (round_name, is_warmup) in enumerate(rounds):
         for workload in workloads:
+            if not is_warmup and index - warmup >= workload_reps[workload.name]:
+                continue
             t0 = time.monotonic()
             failed = []
             timeout = workload.timeout / (3 if ns.quick else 1)

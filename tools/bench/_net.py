@@ -1,0 +1,90 @@
+"""Helpers shared by the socket workloads (loopback sockets, latency stats).
+
+Everything binds to 127.0.0.1 and every loop has a fixed count.  Latencies
+are ``time.perf_counter_ns`` differences; the figures are reported in µs.
+"""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from tools.bench._harness import RunArgs, check, corosio_context, new_event_loop, percentile
+
+HOST = "127.0.0.1"
+#: Ping-pong message size (bytes).
+MSG = 64
+#: The receive buffer of the floors and of corosio_py's echo side: one
+#: preallocated buffer, no allocation per read (ANCHORS.md, allocator effect).
+RBUF = 64 * 1024
+
+clock_ns = time.perf_counter_ns
+
+
+def messages() -> tuple[bytes, bytes]:
+    """Two distinct 64-byte messages; round trip ``i`` sends ``[i & 1]``.
+
+    Alternating the payload lets the client catch an echo of stale data
+    (a read that reports bytes but did not fill the buffer).
+    """
+    return bytes(range(MSG)), bytes(range(MSG, 2 * MSG))
+
+
+def listen_socket(backlog: int = 512) -> socket.socket:
+    """A blocking listening socket on 127.0.0.1, an ephemeral port."""
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((HOST, 0))
+    ls.listen(backlog)
+    return ls
+
+
+def nodelay(*socks: socket.socket) -> None:
+    for s in socks:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def connected_pairs(count: int) -> list[tuple[socket.socket, socket.socket]]:
+    """``count`` connected (client, server) pairs, TCP_NODELAY on both ends."""
+    ls = listen_socket(max(count, 1))
+    try:
+        addr = ls.getsockname()
+        pairs = []
+        for _ in range(count):
+            c = socket.create_connection(addr)
+            s, _ = ls.accept()
+            nodelay(c, s)
+            pairs.append((c, s))
+    finally:
+        ls.close()
+    return pairs
+
+
+def is_hint1(args: RunArgs) -> bool:
+    return args.impl.endswith("_hint1")
+
+
+def corosio_ctx(args: RunArgs) -> Any:
+    """The IOContext of a corosio_py cell (``*_hint1``: concurrency_hint=1)."""
+    return corosio_context(args, lockless=is_hint1(args))
+
+
+def run_asyncio(impl: str, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run ``main()`` on a fresh asyncio loop (uvloop's for ``uvloop*``)."""
+    loop = new_event_loop(impl)
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def latency_stats(lat_ns: Sequence[int], expected: int) -> tuple[float, float, float]:
+    """(mean, p50, p99) in µs of per-round-trip times; checks the count."""
+    check(len(lat_ns) == expected, f"{len(lat_ns)} round trips timed, expected {expected}")
+    ordered = sorted(lat_ns)
+    mean = statistics.fmean(ordered) / 1000.0
+    return mean, percentile(ordered, 0.50) / 1000.0, percentile(ordered, 0.99) / 1000.0

@@ -1,0 +1,445 @@
+"""fan_out: ``conns`` loopback connections, each doing ``rounds`` 64-byte round trips.
+
+All clients run at once, in one context / loop with the echo server, which
+serves every connection with its own task (or protocol instance).  The
+clock starts once every connection is established and accepted, and stops
+when the last client is done.  Figures: round trips/s over the whole run
+(``conns * rounds / elapsed``) and the per-round-trip time (mean, p50, p99).
+
+Checked: ``conns * rounds`` round trips timed; every echo is 64 bytes and
+equal to what was sent (the payload alternates between two messages); the
+server echoed ``conns * rounds * 64`` bytes.
+
+impls:
+  corosio_py        ``TCPAcceptor`` task spawning one echo task per accepted
+                    ``TCPSocket``; one client task per connection
+                    (``write_some`` / ``read_some``), run with ``gather``.
+  corosio_py_hint1  the same on ``IOContext(concurrency_hint=1)``.
+  asyncio_streams / uvloop_streams  start_server + one task per client
+                    (``write; await drain; await readexactly``).
+  asyncio_protocol / uvloop_protocol  Protocol callbacks on both sides.
+  trio              one task per server connection and per client.
+  floor_epoll       one thread, one ``select.epoll`` for all 2 x conns
+                    sockets, ``recv_into`` one preallocated buffer.
+"""
+
+from __future__ import annotations
+
+import select
+from typing import Any
+
+from tools.bench._harness import (
+    Figure,
+    Impl,
+    Measurement,
+    RunArgs,
+    Workload,
+    asyncio_backend_label,
+    check,
+    now,
+    trio_backend_label,
+    worker_main,
+)
+from tools.bench._net import (
+    HOST,
+    MSG,
+    RBUF,
+    clock_ns,
+    connected_pairs,
+    corosio_ctx,
+    latency_stats,
+    messages,
+    run_asyncio,
+)
+
+#: (elapsed s, per-round-trip ns, bad echoes, bytes the server echoed)
+Result = tuple[float, list[int], int, int]
+
+
+def _corosio(args: RunArgs, conns: int, rounds: int) -> Result:
+    import corosio_py
+
+    msgs = messages()
+    lat: list[int] = []
+    rec = lat.append
+    echoed = [0]
+    bad = [0]
+
+    with corosio_ctx(args) as ctx:
+        acceptor = corosio_py.TCPAcceptor(ctx, (HOST, 0))
+        acceptor.listen(max(conns, 128))
+        endpoint = acceptor.local_endpoint()
+
+        async def echo(sock: corosio_py.TCPSocket) -> None:
+            buf = bytearray(RBUF)
+            view = memoryview(buf)
+            read = sock.read_some
+            write = sock.write_some
+            try:
+                while True:
+                    k = await read(buf)
+                    if not k:
+                        break
+                    sent = await write(view[:k])
+                    while sent < k:
+                        sent += await write(view[sent:k])
+                    echoed[0] += k
+            finally:
+                sock.close()
+
+        async def accept_all() -> None:
+            for _ in range(conns):
+                sock = await acceptor.accept()
+                sock.no_delay = True
+                corosio_py.spawn(ctx, echo(sock))
+            acceptor.close()
+
+        async def client(sock: corosio_py.TCPSocket) -> None:
+            buf = bytearray(RBUF)
+            view = memoryview(buf)
+            read = sock.read_some
+            write = sock.write_some
+            for i in range(rounds):
+                msg = msgs[i & 1]
+                t = clock_ns()
+                sent = await write(msg)
+                while sent < MSG:
+                    sent += await write(msg[sent:])
+                got = await read(buf)
+                while got < MSG:
+                    k = await read(view[got:])
+                    if not k:
+                        raise EOFError("the echo server closed early")
+                    got += k
+                rec(clock_ns() - t)
+                if got != MSG or buf[:MSG] != msg:
+                    bad[0] += 1
+            sock.close()
+
+        async def main() -> float:
+            accepting = corosio_py.spawn(ctx, accept_all())
+            socks = []
+            for _ in range(conns):
+                sock = corosio_py.TCPSocket(ctx)
+                await sock.connect(endpoint)
+                sock.no_delay = True
+                socks.append(sock)
+            await accepting
+            t0 = now()
+            await corosio_py.gather(*(client(s) for s in socks))
+            return now() - t0
+
+        task = corosio_py.spawn(ctx, main())
+        ctx.run()
+        elapsed = task.result()
+    return elapsed, lat, bad[0], echoed[0]
+
+
+def _asyncio_streams(args: RunArgs, conns: int, rounds: int) -> Result:
+    import asyncio
+
+    msgs = messages()
+    lat: list[int] = []
+    rec = lat.append
+    echoed = [0]
+    bad = [0]
+
+    async def main() -> float:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    data = await reader.readexactly(MSG)
+                    echoed[0] += len(data)
+                    writer.write(data)
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            writer.close()
+
+        server = await asyncio.start_server(handle, HOST, 0, backlog=max(conns, 128))
+        port = server.sockets[0].getsockname()[1]
+        streams = [await asyncio.open_connection(HOST, port) for _ in range(conns)]
+
+        async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            for i in range(rounds):
+                msg = msgs[i & 1]
+                t = clock_ns()
+                w.write(msg)
+                await w.drain()
+                data = await r.readexactly(MSG)
+                rec(clock_ns() - t)
+                if data != msg:
+                    bad[0] += 1
+            w.close()
+
+        await asyncio.sleep(0.01)  # let the server side accept everyone
+        t0 = now()
+        await asyncio.gather(*(client(r, w) for r, w in streams))
+        elapsed = now() - t0
+        server.close()
+        await server.wait_closed()
+        return elapsed
+
+    elapsed: float = run_asyncio(args.impl, main)
+    return elapsed, lat, bad[0], echoed[0]
+
+
+def _asyncio_protocol(args: RunArgs, conns: int, rounds: int) -> Result:
+    import asyncio
+
+    msgs = messages()
+    lat: list[int] = []
+    echoed = [0]
+    bad = [0]
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[float] = loop.create_future()
+        remaining = [conns]
+
+        class Echo(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                self.tr = transport
+
+            def data_received(self, data: bytes) -> None:
+                self.tr.write(data)
+                echoed[0] += len(data)
+
+        class Client(asyncio.Protocol):
+            def connection_made(self, transport: Any) -> None:
+                self.tr = transport
+                self.pending = b""
+                self.i = 0
+                self.t = 0
+
+            def start(self) -> None:
+                self.t = clock_ns()
+                self.tr.write(msgs[0])
+
+            def data_received(self, data: bytes) -> None:
+                t1 = clock_ns()
+                if self.pending:
+                    data = self.pending + data
+                if len(data) < MSG:
+                    self.pending = data
+                    return
+                self.pending = b""
+                lat.append(t1 - self.t)
+                i = self.i
+                if data != msgs[i & 1]:
+                    bad[0] += 1
+                i += 1
+                self.i = i
+                if i == rounds:
+                    self.tr.close()
+                    remaining[0] -= 1
+                    if remaining[0] == 0:
+                        done.set_result(now())
+                    return
+                self.t = clock_ns()
+                self.tr.write(msgs[i & 1])
+
+        server = await loop.create_server(Echo, HOST, 0, backlog=max(conns, 128))
+        port = server.sockets[0].getsockname()[1]
+        clients = [(await loop.create_connection(Client, HOST, port))[1] for _ in range(conns)]
+        await asyncio.sleep(0.01)  # let the server side accept everyone
+        t0 = now()
+        for c in clients:
+            c.start()
+        t1 = await done
+        server.close()
+        await server.wait_closed()
+        return t1 - t0
+
+    elapsed: float = run_asyncio(args.impl, main)
+    return elapsed, lat, bad[0], echoed[0]
+
+
+def _trio(args: RunArgs, conns: int, rounds: int) -> Result:
+    import trio
+
+    msgs = messages()
+    lat: list[int] = []
+    rec = lat.append
+    echoed = [0]
+    bad = [0]
+
+    async def main() -> float:
+        async with trio.open_nursery() as outer:
+            listeners = await trio.open_tcp_listeners(0, host=HOST, backlog=max(conns, 128))
+            port = listeners[0].socket.getsockname()[1]
+
+            async def echo(stream: Any) -> None:
+                async with stream:
+                    try:
+                        while True:
+                            data = await stream.receive_some(RBUF)
+                            if not data:
+                                break
+                            await stream.send_all(data)
+                            echoed[0] += len(data)
+                    except trio.BrokenResourceError:
+                        pass
+
+            async def acceptor() -> None:
+                for _ in range(conns):
+                    stream = await listeners[0].accept()
+                    outer.start_soon(echo, stream)
+                await listeners[0].aclose()
+
+            outer.start_soon(acceptor)
+            streams = [await trio.open_tcp_stream(HOST, port) for _ in range(conns)]
+
+            async def client(stream: Any) -> None:
+                for i in range(rounds):
+                    msg = msgs[i & 1]
+                    t = clock_ns()
+                    await stream.send_all(msg)
+                    data = await stream.receive_some(MSG)
+                    while len(data) < MSG:
+                        more = await stream.receive_some(MSG - len(data))
+                        if not more:
+                            raise EOFError("the echo server closed early")
+                        data += more
+                    rec(clock_ns() - t)
+                    if data != msg:
+                        bad[0] += 1
+                await stream.aclose()
+
+            t0 = now()
+            async with trio.open_nursery() as nursery:
+                for st in streams:
+                    nursery.start_soon(client, st)
+            elapsed = now() - t0
+        return elapsed
+
+    elapsed: float = trio.run(main)
+    return elapsed, lat, bad[0], echoed[0]
+
+
+def _floor_epoll(args: RunArgs, conns: int, rounds: int) -> Result:
+    msgs = messages()
+    pairs = connected_pairs(conns)
+    ep = select.epoll()
+    servers = {}
+    clients: dict[int, list[Any]] = {}
+    for c, s in pairs:
+        c.setblocking(False)
+        s.setblocking(False)
+        servers[s.fileno()] = s
+        clients[c.fileno()] = [c, bytearray(MSG * 2), 0, 0, 0]  # sock, buf, got, done, t
+        ep.register(s.fileno(), select.EPOLLIN)
+        ep.register(c.fileno(), select.EPOLLIN)
+    lat: list[int] = []
+    rec = lat.append
+    live = conns
+    buf = bytearray(RBUF)  # one preallocated receive buffer for the server side
+    view = memoryview(buf)
+    echoed = bad = 0
+    try:
+        t0 = now()
+        for st in clients.values():
+            st[4] = clock_ns()
+            st[0].send(msgs[0])
+        while live:
+            for fd, _ in ep.poll():
+                s = servers.get(fd)
+                if s is not None:
+                    k = s.recv_into(buf)
+                    if k:
+                        s.send(view[:k])
+                        echoed += k
+                    else:
+                        ep.unregister(fd)
+                        s.close()
+                    continue
+                st = clients[fd]
+                cbuf = st[1]
+                st[2] += st[0].recv_into(memoryview(cbuf)[st[2]:])
+                if st[2] < MSG:
+                    continue
+                rec(clock_ns() - st[4])
+                i = st[3]
+                if st[2] != MSG or cbuf[:MSG] != msgs[i & 1]:
+                    bad += 1
+                st[2] = 0
+                i += 1
+                st[3] = i
+                if i == rounds:
+                    ep.unregister(fd)
+                    st[0].close()
+                    live -= 1
+                    continue
+                st[4] = clock_ns()
+                st[0].send(msgs[i & 1])
+        elapsed = now() - t0
+    finally:
+        for s in servers.values():
+            s.close()
+        for st in clients.values():
+            st[0].close()
+        ep.close()
+    return elapsed, lat, bad, echoed
+
+
+def run(args: RunArgs) -> Measurement:
+    conns = args.params["conns"]
+    rounds = args.params["rounds"]
+    impl = args.impl
+    if impl.startswith("corosio_py"):
+        elapsed, lat, bad, echoed = _corosio(args, conns, rounds)
+    elif impl.endswith("_streams"):
+        elapsed, lat, bad, echoed = _asyncio_streams(args, conns, rounds)
+    elif impl.endswith("_protocol"):
+        elapsed, lat, bad, echoed = _asyncio_protocol(args, conns, rounds)
+    elif impl == "trio":
+        elapsed, lat, bad, echoed = _trio(args, conns, rounds)
+    else:
+        elapsed, lat, bad, echoed = _floor_epoll(args, conns, rounds)
+    n = conns * rounds
+    check(bad == 0, f"{bad} echoes differed from what was sent")
+    check(echoed == n * MSG, f"the server echoed {echoed} bytes, expected {n * MSG}")
+    mean, p50, p99 = latency_stats(lat, n)
+    return Measurement(
+        figures={"round_trips_per_s": n / elapsed, "rtt_us": mean},
+        latency={"rtt_us": (p50, p99)},
+        extra={"elapsed_s": elapsed, "round_trips": n},
+    )
+
+
+WORKLOAD = Workload(
+    name="fan_out",
+    title="many concurrent loopback connections doing 64-byte round trips",
+    figures=(
+        Figure("round_trips_per_s", "round trips/s", "round trips/s"),
+        Figure("rtt_us", "per-round-trip time (mean)", "µs", higher_is_better=False,
+               latency=True),
+    ),
+    impls=(
+        Impl("corosio_py", "corosio_py"),
+        Impl("corosio_py_hint1", "corosio_py", all_backends=False),
+        Impl("asyncio_streams", "asyncio", backend=asyncio_backend_label()),
+        Impl("asyncio_protocol", "asyncio", backend=asyncio_backend_label()),
+        Impl("uvloop_streams", "uvloop", backend="libuv"),
+        Impl("uvloop_protocol", "uvloop", backend="libuv"),
+        Impl("trio", "trio", backend=trio_backend_label(), quick=False),
+        Impl("floor_epoll", "floor", backend="epoll"),
+    ),
+    sizes={
+        "anchor": {"conns": 100, "rounds": 1000},
+        # The suite's size: fewer rounds, so that `make bench` stays under 10 minutes.
+        "full": {"conns": 100, "rounds": 100},
+        "quick": {"conns": 100, "rounds": 50},
+    },
+    run=run,
+    references={
+        "asyncio": "asyncio_streams",
+        "asyncio protocol": "asyncio_protocol",
+        "uvloop": "uvloop_streams",
+        "uvloop protocol": "uvloop_protocol",
+        "epoll floor": "floor_epoll",
+    },
+)
+
+if __name__ == "__main__":
+    worker_main(WORKLOAD)
