@@ -1,0 +1,65 @@
+"""Fixtures of the stress tests.
+
+* ``stress``: the test's :class:`_util.Stress` (seed, scale, deadline,
+  progress and summary lines).  A failing test's report gets a
+  "stress seed" section, so even a pytest timeout names the seed.
+* ``corosio_errors`` (autouse): fails the test if corosio_py logged an error
+  (an exception swallowed in a done callback -- where a debug
+  ``InvariantError`` raised by a join would end up -- or a task exception
+  nobody retrieved).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from _util import Stress
+
+
+@pytest.fixture
+def stress(request: pytest.FixtureRequest) -> Iterator[Stress]:
+    st = Stress(request.node.name)
+    request.node._stress = st
+    yield st
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def corosio_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    handler = _Collect()
+    logger = logging.getLogger("corosio_py")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    if handler.records:
+        st = getattr(request.node, "_stress", None)
+        seed = f" [seed={st.seed}]" if st is not None else ""
+        first = handler.records[0]
+        text = first.getMessage()
+        if first.exc_info and first.exc_info[1] is not None:
+            text += f": {first.exc_info[1]!r}"
+        pytest.fail(
+            f"corosio_py logged {len(handler.records)} error(s){seed}; first: {text}",
+            pytrace=False,
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    st = getattr(item, "_stress", None)
+    if st is not None and report.failed:
+        report.sections.append(("stress seed", st.repro))
+    return report
