@@ -121,6 +121,7 @@ class Scheduler:
         self._stopped = False
         self._closed = False
         self._task_running = False  # a thread is inside a reactor pass
+        self._reactor_owner: _Frame | None = None  # its frame (debug checks)
         self._task_interrupted = False  # that pass will not block (or was woken)
         self._last_pass = 0.0  # monotonic end of the last reactor pass (lock)
         self._idle: list[_Frame] = []  # threads waiting on the condition
@@ -348,7 +349,7 @@ class Scheduler:
                     raise InvariantError("outstanding work count went negative")
                 self._stop_locked()
         if frame.queue:
-            self._queue.extend(frame.queue)
+            self._splice_locked(frame.queue)
             frame.queue.clear()
             return True
         return False
@@ -364,7 +365,7 @@ class Scheduler:
             published = self._publish_locked(frame)
             if frame.inbox:
                 # Already counted; back to the head, where they came from.
-                self._queue.extendleft(reversed(frame.inbox))
+                self._splice_locked(frame.inbox, front=True)
                 frame.inbox.clear()
                 published = True
             if published and not self._stopped:
@@ -373,9 +374,38 @@ class Scheduler:
                 self._check_invariants_locked()
         thread_state.frame = frame.prev
 
+    def _splice_locked(self, items: deque[Handler], front: bool = False) -> None:
+        """Make counted handlers visible in the global queue (W2 checked)."""
+        if self.debug:
+            visible = self._visible_locked() + len(items)
+            if self._outstanding < visible:
+                raise InvariantError(
+                    f"W2: {visible} handlers would be visible but outstanding="
+                    f"{self._outstanding} (spliced before their count was published)"
+                )
+        if front:
+            self._queue.extendleft(reversed(items))
+        else:
+            self._queue.extend(items)
+
+    def _visible_locked(self) -> int:
+        """Handlers other threads can see or run: each holds a global unit."""
+        queued = len(self._queue) - (0 if self._task_running else 1)
+        return queued + sum(len(f.inbox) for f in self._frames)
+
     def _check_invariants_locked(self) -> None:
         if self._outstanding < 0:
             raise InvariantError(f"outstanding work count is {self._outstanding}")
+        visible = self._visible_locked()
+        if self._outstanding < visible:
+            raise InvariantError(
+                f"W2: {visible} handlers visible but outstanding={self._outstanding}"
+            )
+        if self._task_running and self._reactor_owner not in self._frames:
+            raise InvariantError(
+                "a reactor pass is marked running but the thread that owns the "
+                "sentinel has left run*"
+            )
         if len(self._queue) > 4096:
             return  # the sentinel scan is O(n): skip it on long queues
         sentinels = self._queue.count(_REACTOR_TASK)
@@ -485,7 +515,7 @@ class Scheduler:
                 if self._outstanding <= 0:
                     self._stop_locked()
             if frame.queue:
-                queue.extend(frame.queue)
+                self._splice_locked(frame.queue)
                 frame.queue.clear()
             if self.debug:
                 self._check_invariants_locked()
@@ -586,6 +616,7 @@ class Scheduler:
         else:
             timeout = max(0.0, deadline - _monotonic())
         self._task_running = True
+        self._reactor_owner = frame
         self._task_interrupted = timeout == 0.0
         if more and self._idle:
             self._wake_one_locked()  # someone drains the queue while we poll
@@ -596,11 +627,13 @@ class Scheduler:
         except BaseException:
             self._lock.acquire()
             self._task_running = False
+            self._reactor_owner = None
             queue.append(_REACTOR_TASK)  # 2.11.1 PORT DECISION: stay usable
             self._wake_one_locked()
             raise
         self._lock.acquire()
         self._task_running = False
+        self._reactor_owner = None
         queue.append(_REACTOR_TASK)
         self._last_pass = now = _monotonic()
         if produced > 1 and self._idle:
