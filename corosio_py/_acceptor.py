@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, final
 from ._context import IOContext
 from ._descriptor import AcceptOp, Descriptor, closed_error
 from ._endpoint import Endpoint, as_endpoint, from_sockaddr, to_sockaddr
+from ._handle import DescriptorHandle
 from ._socket import TCPSocket, attach, create_socket
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ __all__ = ("TCPAcceptor",)
 
 
 @final
-class TCPAcceptor:
+class TCPAcceptor(DescriptorHandle):
     """A listening TCP socket on an :class:`IOContext`.
 
     ``TCPAcceptor(ctx)`` is closed; ``open``, ``bind`` and ``listen`` set it
@@ -35,7 +36,7 @@ class TCPAcceptor:
     thread at any time; the other methods by whoever owns the acceptor.
     """
 
-    __slots__ = ("__weakref__", "_ctx", "_desc", "_reuse_address")
+    __slots__ = ("_reuse_address",)
 
     def __init__(
         self,
@@ -50,10 +51,7 @@ class TCPAcceptor:
         :raises TypeError, ValueError: for a bad context or endpoint.
         :raises OSError: when binding or listening fails (nothing leaks).
         """
-        if not isinstance(ctx, IOContext):
-            raise TypeError(f"TCPAcceptor needs an IOContext, got {type(ctx).__name__}")
-        self._ctx = ctx
-        self._desc: Descriptor | None = None  # replaced by open() only
+        super().__init__(ctx)
         self._reuse_address = bool(reuse_address)
         if endpoint is not None:
             ep = as_endpoint(endpoint)
@@ -63,22 +61,6 @@ class TCPAcceptor:
             except BaseException:
                 self.close()
                 raise
-
-    @property
-    def context(self) -> IOContext:
-        """The context whose reactor serves this acceptor."""
-        return self._ctx
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the acceptor has an open fd."""
-        desc = self._desc
-        return desc is not None and desc.is_open
-
-    def fileno(self) -> int:
-        """The fd, or -1 when closed."""
-        desc = self._desc
-        return -1 if desc is None else desc.fileno()
 
     def open(self, family: int = socket.AF_INET) -> None:
         """Open a new listening-to-be socket of ``family`` (closing any old one).
@@ -170,19 +152,6 @@ class TCPAcceptor:
             raise closed_error()
         conn, address = await AcceptOp(desc, stop_token)
         return TCPSocket._adopt(self._ctx, conn, from_sockaddr(address))
-
-    def cancel(self) -> None:
-        """Complete a pending accept with ``Cancelled``.  Any thread."""
-        desc = self._desc
-        if desc is not None:
-            desc.cancel_all()
-
-    def close(self) -> None:
-        """Close; a pending accept completes with ``Cancelled``.  Idempotent;
-        any thread."""
-        desc = self._desc
-        if desc is not None:
-            desc.close()
 
     def __repr__(self) -> str:
         desc = self._desc

@@ -604,32 +604,33 @@ class Descriptor:
                 if rop is None:
                     self.read_ready = True
                 else:
-                    try:
-                        result = rop.attempt()
-                    except Exception as exc:
-                        self.read_op = None
-                        self.read_busy = False
-                        out.append(rop.task.wakeup(None, exc))  # type: ignore[union-attr]
-                    else:
-                        if result is not WOULD_BLOCK:
-                            self.read_op = None
-                            self.read_busy = False
-                            out.append(rop.task.wakeup(result, None))  # type: ignore[union-attr]
+                    self._retry_parked_locked(rop, False, out)
             if bits & WRITE:
                 if wop is None:
                     self.write_ready = True
                 else:
-                    try:
-                        result = wop.attempt()
-                    except Exception as exc:
-                        self.write_op = None
-                        self.write_busy = False
-                        out.append(wop.task.wakeup(None, exc))  # type: ignore[union-attr]
-                    else:
-                        if result is not WOULD_BLOCK:
-                            self.write_op = None
-                            self.write_busy = False
-                            out.append(wop.task.wakeup(result, None))  # type: ignore[union-attr]
+                    self._retry_parked_locked(wop, True, out)
+
+    def _retry_parked_locked(
+        self, op: DescriptorOp, write: bool, out: deque[Callable[[], object]]
+    ) -> None:
+        """Perform a parked op's system call again; complete it unless it
+        would still block (its resumption goes to ``out``)."""
+        error: BaseException | None = None
+        try:
+            result = op.attempt()
+        except Exception as exc:
+            result, error = None, exc
+        else:
+            if result is WOULD_BLOCK:
+                return
+        if write:
+            self.write_op = None
+            self.write_busy = False
+        else:
+            self.read_op = None
+            self.read_busy = False
+        out.append(op.task.wakeup(result, error))  # type: ignore[union-attr]
 
     def __repr__(self) -> str:
         return f"<Descriptor fd={self.fd}>"

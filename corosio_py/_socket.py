@@ -27,6 +27,7 @@ from ._descriptor import (
     closed_error,
 )
 from ._endpoint import Endpoint, as_endpoint, from_sockaddr, to_sockaddr
+from ._handle import DescriptorHandle
 from ._ops import Operation
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ def _not_connected() -> OSError:
 
 
 @final
-class TCPSocket:
+class TCPSocket(DescriptorHandle):
     """A TCP stream socket on an :class:`IOContext`.
 
     One read and one write may be pending at once; a second concurrent read
@@ -175,19 +176,14 @@ class TCPSocket:
     thread at any time; the other methods by whoever owns the socket.
     """
 
-    __slots__ = ("__weakref__", "_ctx", "_desc")
+    __slots__ = ()
 
     def __init__(self, ctx: IOContext) -> None:
         """Create a closed socket on ``ctx`` (see :meth:`open`, :meth:`connect`).
 
         :raises TypeError: when ``ctx`` is not an :class:`IOContext`.
         """
-        if not isinstance(ctx, IOContext):
-            raise TypeError(f"TCPSocket needs an IOContext, got {type(ctx).__name__}")
-        self._ctx = ctx
-        # Replaced by open() only (the owner); other threads (cancel, close)
-        # read it once and act on that descriptor.
-        self._desc: Descriptor | None = None
+        super().__init__(ctx)
 
     @classmethod
     def _adopt(
@@ -216,22 +212,6 @@ class TCPSocket:
 
     # ------------------------------------------------------------ lifecycle
 
-    @property
-    def context(self) -> IOContext:
-        """The context whose reactor serves this socket."""
-        return self._ctx
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the socket has an open fd."""
-        desc = self._desc
-        return desc is not None and desc.is_open
-
-    def fileno(self) -> int:
-        """The fd, or -1 when closed."""
-        desc = self._desc
-        return -1 if desc is None else desc.fileno()
-
     def open(self, family: int = socket.AF_INET) -> None:
         """Open a new socket of ``family`` (closing any previous one).
 
@@ -249,25 +229,6 @@ class TCPSocket:
         desc = attach(self._ctx, create_socket(family, v6only=True))
         self._desc = desc
         return desc
-
-    def close(self) -> None:
-        """Close the socket; pending operations complete with ``Cancelled``.
-
-        Idempotent; any thread.
-        """
-        desc = self._desc
-        if desc is not None:
-            desc.close()
-
-    def cancel(self) -> None:
-        """Complete every pending operation with ``Cancelled``.  Any thread.
-
-        An operation whose initiation started before ``cancel()`` returned is
-        cancelled even if it had not parked yet.  No-op on a closed socket.
-        """
-        desc = self._desc
-        if desc is not None:
-            desc.cancel_all()
 
     def bind(self, endpoint: Endpoint | tuple[str, int]) -> None:
         """Bind to ``endpoint`` (opening a socket of its family if needed).
