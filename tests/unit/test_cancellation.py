@@ -9,17 +9,16 @@ reactor backend; timing bounds are generous.
 
 from __future__ import annotations
 
-import contextlib
 import random
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from task_helpers import served, wait_done
 
 import corosio_py as cp
 
@@ -32,38 +31,6 @@ JOIN = 30.0
 # ------------------------------------------------------------------ helpers
 
 
-@contextlib.contextmanager
-def served(ctx: cp.IOContext, threads: int = 1) -> Iterator[None]:
-    """Run ``ctx`` on background threads (kept in run() by a work guard)."""
-    guard = ctx.work_guard()
-    errors: list[BaseException] = []
-
-    def serve() -> None:
-        try:
-            ctx.run()
-        except BaseException as error:
-            errors.append(error)
-
-    workers = [threading.Thread(target=serve, daemon=True) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    time.sleep(0.05)
-    try:
-        yield
-    finally:
-        guard.reset()
-        for worker in workers:
-            worker.join(JOIN)
-    assert not any(w.is_alive() for w in workers), "a thread did not return from run()"
-    if errors:
-        raise errors[0]
-
-
-def wait_done(task: cp.Task[Any], limit: float = PROMPT) -> None:
-    deadline = time.monotonic() + limit
-    while not task.done():
-        assert time.monotonic() < deadline, f"{task!r} did not finish in time"
-        time.sleep(0.0005)
 
 
 def run_ctx(ctx: cp.IOContext) -> float:

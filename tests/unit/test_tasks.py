@@ -7,7 +7,6 @@ wait that must end "promptly" only has to end well within the test timeout.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import inspect
 import itertools
@@ -15,10 +14,10 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from task_helpers import served
 
 import corosio_py as cp
 
@@ -55,36 +54,6 @@ def run_threads(ctx: cp.IOContext, threads: int) -> int:
     return sum(counts)
 
 
-@contextlib.contextmanager
-def served(ctx: cp.IOContext, threads: int) -> Iterator[None]:
-    """Run ``ctx`` on ``threads`` background threads for the block.
-
-    The threads are in ``run()`` (kept there by a work guard) before the
-    block starts, so work spawned in the block is shared between them; at
-    the end the guard is released and the threads must return.
-    """
-    guard = ctx.work_guard()
-    errors: list[BaseException] = []
-
-    def serve() -> None:
-        try:
-            ctx.run()
-        except BaseException as error:
-            errors.append(error)
-
-    workers = [threading.Thread(target=serve, daemon=True) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    time.sleep(0.05)  # let them reach run()
-    try:
-        yield
-    finally:
-        guard.reset()
-        for worker in workers:
-            worker.join(JOIN)
-    assert not any(w.is_alive() for w in workers), "a thread did not return from run()"
-    if errors:
-        raise errors[0]
 
 
 async def value_after(value: Any, delay: float = 0.0) -> Any:

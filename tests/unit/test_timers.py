@@ -8,14 +8,12 @@ its deadline); upper bounds are generous because the machine is shared.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from task_helpers import served, wait_done
 
 import corosio_py as cp
 
@@ -43,38 +41,6 @@ async def timed_outcome(aw: Any) -> tuple[str, float]:
     return result, time.monotonic() - t0
 
 
-@contextlib.contextmanager
-def served(ctx: cp.IOContext, threads: int = 1) -> Iterator[None]:
-    """Run ``ctx`` on background threads (kept in run() by a work guard)."""
-    guard = ctx.work_guard()
-    errors: list[BaseException] = []
-
-    def serve() -> None:
-        try:
-            ctx.run()
-        except BaseException as error:
-            errors.append(error)
-
-    workers = [threading.Thread(target=serve, daemon=True) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    time.sleep(0.05)
-    try:
-        yield
-    finally:
-        guard.reset()
-        for worker in workers:
-            worker.join(JOIN)
-    assert not any(w.is_alive() for w in workers), "a thread did not return from run()"
-    if errors:
-        raise errors[0]
-
-
-def wait_done(task: cp.Task[Any], limit: float = PROMPT) -> None:
-    deadline = time.monotonic() + limit
-    while not task.done():
-        assert time.monotonic() < deadline, "task did not finish in time"
-        time.sleep(0.001)
 
 
 # ------------------------------------------------------------ construction / expiry
