@@ -156,6 +156,9 @@ class Workload:
     #: Timed repetitions per cell in the suite when ``--reps`` is not given
     #: (None: the suite default), for workloads whose runs are long.
     reps: int | None = None
+    #: False: the warm-up round runs only the first cell (enough to compile
+    #: and import the module; every run is a fresh process anyway).
+    warmup_all: bool = True
 
     def impl(self, name: str) -> Impl:
         for impl in self.impls:
@@ -598,7 +601,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.monotonic()
             failed = []
             timeout = workload.timeout / (3 if ns.quick else 1)
-            for cell in cells[workload.name]:
+            todo = cells[workload.name]
+            if is_warmup and not workload.warmup_all:
+                todo = todo[:1]
+            for cell in todo:
                 # The warm-up runs at the quick size: it exists to fill the OS
                 # and bytecode caches, not to be measured.
                 record = run_cell(cell, "quick" if is_warmup else size, timeout)
@@ -608,7 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     runs.setdefault(cell, []).append(record)
             total = _fmt_seconds(time.monotonic() - started)
             print(
-                f"[{round_name:>9}] {workload.name:18} {len(cells[workload.name]):2} cells "
+                f"[{round_name:>9}] {workload.name:18} {len(todo):2} cells "
                 f"{time.monotonic() - t0:6.1f} s  (total {total})"
                 + (f"  FAILED: {'; '.join(failed)}" if failed else ""),
                 flush=True,

@@ -271,6 +271,7 @@ WORKLOAD = Workload(
         "quick": {"n": 500},
     },
     run=run,
+    warmup_all=False,
     references={
         "asyncio": "asyncio_streams",
         "asyncio sock": "asyncio_sock",

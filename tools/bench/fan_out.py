@@ -432,6 +432,7 @@ WORKLOAD = Workload(
         "quick": {"conns": 100, "rounds": 50},
     },
     run=run,
+    warmup_all=False,
     references={
         "asyncio": "asyncio_streams",
         "asyncio protocol": "asyncio_protocol",

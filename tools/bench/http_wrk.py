@@ -349,6 +349,7 @@ WORKLOAD = Workload(
     # One wrk run per cell in the suite (wrk itself averages ~10^4 requests):
     # keeps `make bench` under 10 minutes.
     reps=1,
+    warmup_all=False,
 )
 
 if __name__ == "__main__":

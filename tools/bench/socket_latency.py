@@ -380,6 +380,7 @@ WORKLOAD = Workload(
         "quick": {"n": 3_000, "warmup": 500},
     },
     run=run,
+    warmup_all=False,
     references={
         "asyncio": "asyncio_streams",
         "asyncio protocol": "asyncio_protocol",

@@ -344,6 +344,7 @@ WORKLOAD = Workload(
         "quick": {"total_mib": 64},
     },
     run=run,
+    warmup_all=False,
     references={
         "asyncio": "asyncio_streams",
         "asyncio protocol": "asyncio_protocol",
