@@ -20,14 +20,20 @@ Slots and flags
   it and compares it when parking, so a cancel that lands between the failed
   attempt and the parking is not lost (4.3.3 PORT DECISION).
 
-Why every read tries its system call first
-------------------------------------------
-It is tempting to skip the speculative ``recv`` when the last one returned
-less than its buffer ("the queue was empty") and no edge was cached since.
-That is wrong: a FIN (or an error) that arrived with, or just before, the
-last data makes the next ``recv`` return at once, and it brings no further
-readiness report, so the read would park forever.  Only EAGAIN proves that
-nothing is pending, and then the attempt already happened.
+When a read may park without trying its system call
+-----------------------------------------------------
+In a request/response exchange the speculative ``recv`` of the next read
+almost always fails with EAGAIN.  It is skipped (``drained``) when the last
+``recv`` returned less than its buffer -- the receive queue was empty then --
+no readiness was reported since, and the peer was never reported to hang up
+or fail (``hup``).  This is safe on the edge-triggered backends because
+every arrival after that ``recv`` (data, FIN, RST) produces a new edge, which
+either completes the parked read or sets ``read_ready``; and a FIN or error
+that arrived *before* it was reported with HANGUP/ERROR when its edge was
+harvested, which disables the skip for good.  (Without that flag a FIN that
+came with the last data would bring no further edge and the read would park
+forever.)  A local ``shutdown`` disables it too.  Level-triggered backends
+watch a parked read's fd, so a skipped attempt costs them nothing.
 
 Exactly once (4.2.2)
 --------------------
@@ -56,7 +62,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from ._endpoint import Endpoint, from_sockaddr
 from ._errors import Cancelled
 from ._ops import PENDING, Operation
-from ._reactor import ERROR, READ, WRITE
+from ._reactor import ERROR, HANGUP, READ, WRITE
 
 if TYPE_CHECKING:
     from ._cancel import StopToken
@@ -148,6 +154,10 @@ class DescriptorOp(Operation):
         """
         raise NotImplementedError
 
+    def may_skip_attempt(self) -> bool:
+        """Whether the first attempt is known to block (``desc.lock`` held)."""
+        return False
+
     def start(self, task: Task[Any]) -> object:
         return self.desc.start(self, task)
 
@@ -163,19 +173,30 @@ class DescriptorOp(Operation):
 class ReadOp(DescriptorOp):
     """``read_some``: ``recv_into`` the caller's buffer; 0 means EOF."""
 
-    __slots__ = ("buf",)
+    __slots__ = ("buf", "size")
 
-    def __init__(self, desc: Descriptor, buf: Any, stop_token: StopToken | None) -> None:
+    def __init__(
+        self, desc: Descriptor, buf: Any, size: int, stop_token: StopToken | None
+    ) -> None:
         self.stop_token = stop_token
         self.desc = desc
         self.task = None
         self.buf = buf
+        self.size = size
 
     def attempt(self) -> object:
+        desc = self.desc
         try:
-            return self.desc.sock.recv_into(self.buf)
+            n = desc.sock.recv_into(self.buf)
         except BlockingIOError:
+            desc.drained = False
             return WOULD_BLOCK
+        desc.drained = 0 < n < self.size  # see "When a read may park ..."
+        return n
+
+    def may_skip_attempt(self) -> bool:
+        desc = self.desc
+        return desc.drained and desc.edge and not desc.read_ready and not desc.hup
 
 
 class WriteOp(DescriptorOp):
@@ -326,6 +347,8 @@ class Descriptor:
         "read_ready",
         "write_ready",
         "epoch",
+        "drained",
+        "hup",
         "local",
         "remote",
     )
@@ -344,6 +367,8 @@ class Descriptor:
         self.read_ready = False  # (lock)
         self.write_ready = False  # (lock)
         self.epoch = 0  # cancel epoch (lock)
+        self.drained = False  # the last recv came back short, no edge since (lock)
+        self.hup = False  # a hang-up or error was ever reported, or shut down (lock)
         self.local: Endpoint | None = None  # cached endpoints (lock)
         self.remote: Endpoint | None = None
 
@@ -389,7 +414,7 @@ class Descriptor:
                     raise RuntimeError("another write or connect is already pending on this socket")
             elif self.read_busy:
                 raise RuntimeError("another read or accept is already pending on this socket")
-            result = op.attempt()
+            result = WOULD_BLOCK if op.may_skip_attempt() else op.attempt()
             if result is not WOULD_BLOCK:
                 # Edge-triggered: the cached edge is stale now (the next park
                 # would retry in vain).  Level-triggered: keep it, clearing
@@ -572,6 +597,9 @@ class Descriptor:
         with self.lock:
             if self.fd < 0:
                 return
+            if bits & (HANGUP | ERROR):
+                self.hup = True
+            self.drained = False
             rop = self.read_op
             wop = self.write_op
             if bits & ERROR and (rop is not None or wop is not None):

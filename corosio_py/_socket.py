@@ -264,6 +264,7 @@ class TCPSocket(DescriptorHandle):
         with desc.lock:
             if desc.fd < 0:
                 return
+            desc.hup = True  # a local shutdown brings no readiness edge
             desc.sock.shutdown(how)
 
     # ------------------------------------------------------------ endpoints
@@ -349,7 +350,7 @@ class TCPSocket(DescriptorHandle):
             return FailedOp(closed_error(), stop_token)
         if not size:
             return _Immediate(desc, 0, stop_token)
-        return ReadOp(desc, buffer, stop_token)
+        return ReadOp(desc, buffer, size, stop_token)
 
     def write_some(self, data: Any, *, stop_token: StopToken | None = None) -> Operation:
         """Awaitable: write some of ``data``; returns the byte count.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ._base import ERROR as ERROR
+from ._base import HANGUP as HANGUP
 from ._base import READ as READ
 from ._base import WRITE as WRITE
 from ._base import Reactor as Reactor

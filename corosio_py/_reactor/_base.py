@@ -24,6 +24,8 @@ from typing import ClassVar, Protocol
 READ = 0x1
 WRITE = 0x4
 ERROR = 0x8
+#: The peer hung up (or half-closed): readable without any further edge.
+HANGUP = 0x10
 
 
 class ReadinessTarget(Protocol):

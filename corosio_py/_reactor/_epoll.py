@@ -35,7 +35,7 @@ import select
 import threading
 from typing import ClassVar, Final, final
 
-from ._base import ERROR, READ, WRITE, ReadinessTarget
+from ._base import ERROR, HANGUP, READ, WRITE, ReadinessTarget
 
 #: What every descriptor is registered for (3.3.2, plus RDHUP for half-close).
 _REGISTER_MASK: Final = (
@@ -53,8 +53,8 @@ _BIT_MAP: Final = (
     (select.EPOLLIN, READ),
     (select.EPOLLOUT, WRITE),
     (select.EPOLLERR, ERROR | READ | WRITE),
-    (select.EPOLLHUP, READ | WRITE),
-    (select.EPOLLRDHUP, READ | WRITE),
+    (select.EPOLLHUP, HANGUP | READ | WRITE),
+    (select.EPOLLRDHUP, HANGUP | READ | WRITE),
 )
 
 #: Events harvested per pass (upstream ``max_events_per_poll``).

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Final, Protocol, final
 
 from . import _kqueue_emulation as _emulation
-from ._base import ERROR, READ, WRITE, ReadinessTarget
+from ._base import ERROR, HANGUP, READ, WRITE, ReadinessTarget
 from ._level import SelfPipe
 
 #: Raw ``EVFILT_USER`` per ``sys.platform`` prefix (absent: use a self-pipe).
@@ -260,7 +260,7 @@ class KqueueReactor:
         # Filter -> bits, then flag -> extra bits: the event mapping of 3.2.4,
         # with EOF waking both directions like a hang-up everywhere else.
         self._filter_bits = {api.filter_read: READ, api.filter_write: WRITE}
-        self._flag_bits = ((api.ev_error, ERROR), (api.ev_eof, READ | WRITE))
+        self._flag_bits = ((api.ev_error, ERROR), (api.ev_eof, HANGUP | READ | WRITE))
         self._lock = threading.Lock()
         self._targets: dict[int, ReadinessTarget] = {}  # guarded by _lock
         self._closed = False  # guarded by _lock

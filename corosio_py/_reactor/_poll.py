@@ -24,7 +24,7 @@ import math
 import select
 from typing import ClassVar, Final, final
 
-from ._base import ERROR, READ, WRITE
+from ._base import ERROR, HANGUP, READ, WRITE
 from ._level import LevelTriggeredReactor
 
 #: What to ask poll for, per direction wanted.
@@ -36,7 +36,7 @@ _RESULT_MAP: Final = (
     (select.POLLPRI, READ),
     (select.POLLOUT, WRITE),
     (select.POLLERR, ERROR | READ | WRITE),
-    (select.POLLHUP, READ | WRITE),
+    (select.POLLHUP, HANGUP | READ | WRITE),
 )
 
 
