@@ -491,6 +491,26 @@ def test_data_and_eof_together(backend: str, parks: bool) -> None:
         run(backend, main, threads)
 
 
+def test_local_shutdown_after_a_short_read_is_seen_at_once(backend: str) -> None:
+    """A read after a short read may skip its doomed speculative recv; a
+    local ``shutdown(SHUT_RD)`` brings no readiness edge, so the next read
+    must still try its system call and see EOF at once (no hang)."""
+
+    async def main() -> None:
+        ctx = context()
+        a, b = socket_pair(ctx)
+        buf = bytearray(4096)
+        await a.write_all(b"abc")
+        assert await b.read_some(buf) == 3  # short: the queue is drained
+        b.shutdown(socket.SHUT_RD)
+        with corosio_py.timeout(5):
+            assert await b.read_some(buf) == 0
+        a.close()
+        b.close()
+
+    run(backend, main, 1)
+
+
 def test_sync_completion_loop(backend: str) -> None:
     """socket_stress sync_completion, bounded: 1000 one-byte exchanges that
     complete without parking (inline completions under the budget)."""
