@@ -432,7 +432,8 @@ class Scheduler:
         before = len(out)
         for target, bits in self.reactor.wait(timeout):
             target.on_ready(bits, out)
-        timers.expire(_monotonic(), out)
+        if timers.may_have_entries():
+            timers.expire(_monotonic(), out)
         return len(out) - before
 
     # ------------------------------------------------------------ run loops
