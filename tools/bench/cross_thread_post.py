@@ -222,7 +222,7 @@ WORKLOAD = Workload(
         Impl("floor_eventfd", "floor", backend="eventfd"),
     ),
     sizes={
-        "full": {"producers": 4, "per_producer": 250_000},
+        "full": {"producers": 4, "per_producer": 100_000},
         "quick": {"producers": 4, "per_producer": 25_000},
     },
     run=run,
