@@ -74,6 +74,16 @@ def _reactor_task() -> None:  # pragma: no cover - identity only
 _REACTOR_TASK: Final[Handler] = _reactor_task
 
 
+def _pass_timeout(more: bool, poll: bool, deadline: float | None) -> float | None:
+    """How long a reactor pass may block: never while handlers are queued or
+    in a poll, else until the step's deadline (None: indefinitely)."""
+    if more or poll:
+        return 0.0
+    if deadline is None:
+        return None
+    return max(0.0, deadline - _monotonic())
+
+
 class InvariantError(AssertionError):
     """A scheduler invariant was broken (raised in ``COROSIO_DEBUG=1`` mode)."""
 
@@ -610,12 +620,7 @@ class Scheduler:
         if not more and not poll and self._steal_locked(frame):
             queue.append(_REACTOR_TASK)  # work held by a busy thread: run it first
             return True
-        if more or poll:
-            timeout: float | None = 0.0
-        elif deadline is None:
-            timeout = None
-        else:
-            timeout = max(0.0, deadline - _monotonic())
+        timeout = _pass_timeout(more, poll, deadline)
         self._task_running = True
         self._reactor_owner = frame
         self._task_interrupted = timeout == 0.0
@@ -681,14 +686,8 @@ class Scheduler:
                 if more and _monotonic() - self._last_pass < POLL_INTERVAL:
                     queue.append(_REACTOR_TASK)
                     continue
-                if more or poll:
-                    timeout: float | None = 0.0
-                elif deadline is None:
-                    timeout = None
-                else:
-                    timeout = max(0.0, deadline - _monotonic())
                 try:
-                    produced = self._reactor_pass(queue, timeout)
+                    produced = self._reactor_pass(queue, _pass_timeout(more, poll, deadline))
                 finally:
                     queue.append(_REACTOR_TASK)
                     self._last_pass = now = _monotonic()
