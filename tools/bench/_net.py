@@ -12,7 +12,16 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from tools.bench._harness import RunArgs, check, corosio_context, new_event_loop, percentile
+from tools.bench._harness import (
+    Impl,
+    RunArgs,
+    asyncio_backend_label,
+    check,
+    corosio_context,
+    new_event_loop,
+    percentile,
+    trio_backend_label,
+)
 
 HOST = "127.0.0.1"
 #: Ping-pong message size (bytes).
@@ -88,3 +97,28 @@ def latency_stats(lat_ns: Sequence[int], expected: int) -> tuple[float, float, f
     ordered = sorted(lat_ns)
     mean = statistics.fmean(ordered) / 1000.0
     return mean, percentile(ordered, 0.50) / 1000.0, percentile(ordered, 0.99) / 1000.0
+
+
+#: The peers every stream-socket workload compares against ("x asyncio" is
+#: asyncio streams, "x uvloop" uvloop streams).
+STREAM_REFERENCES: dict[str, str] = {
+    "asyncio": "asyncio_streams",
+    "asyncio protocol": "asyncio_protocol",
+    "uvloop": "uvloop_streams",
+    "uvloop protocol": "uvloop_protocol",
+    "epoll floor": "floor_epoll",
+}
+
+
+def stream_impls() -> tuple[Impl, ...]:
+    """corosio_py (both hints) and the stream-socket peers, in report order."""
+    return (
+        Impl("corosio_py", "corosio_py"),
+        Impl("corosio_py_hint1", "corosio_py", all_backends=False),
+        Impl("asyncio_streams", "asyncio", backend=asyncio_backend_label()),
+        Impl("asyncio_protocol", "asyncio", backend=asyncio_backend_label()),
+        Impl("uvloop_streams", "uvloop", backend="libuv"),
+        Impl("uvloop_protocol", "uvloop", backend="libuv"),
+        Impl("trio", "trio", backend=trio_backend_label(), quick=False),
+        Impl("floor_epoll", "floor", backend="epoll"),
+    )

@@ -30,26 +30,25 @@ from typing import Any
 
 from tools.bench._harness import (
     Figure,
-    Impl,
     Measurement,
     RunArgs,
     Workload,
-    asyncio_backend_label,
     check,
     now,
-    trio_backend_label,
     worker_main,
 )
 from tools.bench._net import (
     HOST,
     MSG,
     RBUF,
+    STREAM_REFERENCES,
     clock_ns,
     connected_pairs,
     corosio_ctx,
     latency_stats,
     messages,
     run_asyncio,
+    stream_impls,
 )
 
 #: (elapsed s, per-round-trip ns, bad echoes, bytes the server echoed)
@@ -415,16 +414,7 @@ WORKLOAD = Workload(
         Figure("rtt_us", "per-round-trip time (mean)", "µs", higher_is_better=False,
                latency=True),
     ),
-    impls=(
-        Impl("corosio_py", "corosio_py"),
-        Impl("corosio_py_hint1", "corosio_py", all_backends=False),
-        Impl("asyncio_streams", "asyncio", backend=asyncio_backend_label()),
-        Impl("asyncio_protocol", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop_streams", "uvloop", backend="libuv"),
-        Impl("uvloop_protocol", "uvloop", backend="libuv"),
-        Impl("trio", "trio", backend=trio_backend_label(), quick=False),
-        Impl("floor_epoll", "floor", backend="epoll"),
-    ),
+    impls=stream_impls(),
     sizes={
         "anchor": {"conns": 100, "rounds": 1000},
         # The suite's size: fewer rounds, so that `make bench` stays under 10 minutes.
@@ -433,13 +423,7 @@ WORKLOAD = Workload(
     },
     run=run,
     warmup_all=False,
-    references={
-        "asyncio": "asyncio_streams",
-        "asyncio protocol": "asyncio_protocol",
-        "uvloop": "uvloop_streams",
-        "uvloop protocol": "uvloop_protocol",
-        "epoll floor": "floor_epoll",
-    },
+    references=dict(STREAM_REFERENCES),
 )
 
 if __name__ == "__main__":

@@ -32,25 +32,24 @@ from typing import Any
 
 from tools.bench._harness import (
     Figure,
-    Impl,
     Measurement,
     RunArgs,
     Workload,
-    asyncio_backend_label,
     check,
-    trio_backend_label,
     worker_main,
 )
 from tools.bench._net import (
     HOST,
     MSG,
     RBUF,
+    STREAM_REFERENCES,
     clock_ns,
     connected_pairs,
     corosio_ctx,
     latency_stats,
     messages,
     run_asyncio,
+    stream_impls,
 )
 
 #: (per-round-trip ns of the timed round trips, bad echoes, bytes the server echoed)
@@ -363,16 +362,7 @@ WORKLOAD = Workload(
         Figure("round_trips_per_s", "round trips/s", "round trips/s"),
         Figure("rtt_us", "round-trip time (mean)", "µs", higher_is_better=False, latency=True),
     ),
-    impls=(
-        Impl("corosio_py", "corosio_py"),
-        Impl("corosio_py_hint1", "corosio_py", all_backends=False),
-        Impl("asyncio_streams", "asyncio", backend=asyncio_backend_label()),
-        Impl("asyncio_protocol", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop_streams", "uvloop", backend="libuv"),
-        Impl("uvloop_protocol", "uvloop", backend="libuv"),
-        Impl("trio", "trio", backend=trio_backend_label(), quick=False),
-        Impl("floor_epoll", "floor", backend="epoll"),
-    ),
+    impls=stream_impls(),
     sizes={
         "anchor": {"n": 50_000, "warmup": 1_000},
         # The suite's size: smaller, so that `make bench` stays under 10 minutes.
@@ -381,13 +371,7 @@ WORKLOAD = Workload(
     },
     run=run,
     warmup_all=False,
-    references={
-        "asyncio": "asyncio_streams",
-        "asyncio protocol": "asyncio_protocol",
-        "uvloop": "uvloop_streams",
-        "uvloop protocol": "uvloop_protocol",
-        "epoll floor": "floor_epoll",
-    },
+    references=dict(STREAM_REFERENCES),
 )
 
 if __name__ == "__main__":

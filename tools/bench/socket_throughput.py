@@ -34,17 +34,21 @@ from typing import Any
 
 from tools.bench._harness import (
     Figure,
-    Impl,
     Measurement,
     RunArgs,
     Workload,
-    asyncio_backend_label,
     check,
     now,
-    trio_backend_label,
     worker_main,
 )
-from tools.bench._net import HOST, connected_pairs, corosio_ctx, run_asyncio
+from tools.bench._net import (
+    HOST,
+    STREAM_REFERENCES,
+    connected_pairs,
+    corosio_ctx,
+    run_asyncio,
+    stream_impls,
+)
 
 CHUNK = 64 * 1024
 RBUF = 256 * 1024
@@ -327,16 +331,7 @@ WORKLOAD = Workload(
     name="socket_throughput",
     title="bulk transfer in 64 KiB writes over one loopback connection",
     figures=(Figure("mb_per_s", "throughput", "MB/s"),),
-    impls=(
-        Impl("corosio_py", "corosio_py"),
-        Impl("corosio_py_hint1", "corosio_py", all_backends=False),
-        Impl("asyncio_streams", "asyncio", backend=asyncio_backend_label()),
-        Impl("asyncio_protocol", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop_streams", "uvloop", backend="libuv"),
-        Impl("uvloop_protocol", "uvloop", backend="libuv"),
-        Impl("trio", "trio", backend=trio_backend_label(), quick=False),
-        Impl("floor_epoll", "floor", backend="epoll"),
-    ),
+    impls=stream_impls(),
     sizes={
         "anchor": {"total_mib": 1024},
         # The suite's size: smaller, so that `make bench` stays under 10 minutes.
@@ -345,13 +340,7 @@ WORKLOAD = Workload(
     },
     run=run,
     warmup_all=False,
-    references={
-        "asyncio": "asyncio_streams",
-        "asyncio protocol": "asyncio_protocol",
-        "uvloop": "uvloop_streams",
-        "uvloop protocol": "uvloop_protocol",
-        "epoll floor": "floor_epoll",
-    },
+    references=dict(STREAM_REFERENCES),
 )
 
 if __name__ == "__main__":
