@@ -519,15 +519,7 @@ class Scheduler:
         """
         queue = self._queue
         while True:
-            work = frame.work
-            if work:  # publish: the count first (W2), then the handlers
-                frame.work = 0
-                self._outstanding += work
-                if self._outstanding <= 0:
-                    self._stop_locked()
-            if frame.queue:
-                self._splice_locked(frame.queue)
-                frame.queue.clear()
+            self._publish_locked(frame)
             if self.debug:
                 self._check_invariants_locked()
             if self._stopped:
