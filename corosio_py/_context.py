@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, final
 
 from . import _validate
+from ._lockless import LocklessScheduler
 from ._reactor import create_reactor
 from ._scheduler import UNLIMITED, Scheduler
+from ._threaded import ThreadedScheduler
 
 if TYPE_CHECKING:
     from ._tasks import Task
@@ -37,17 +40,26 @@ class IOContext:
 
     Exactly one of the threads inside ``run*`` at a time waits in the OS
     readiness API; the others run completions or sleep until work arrives.
+    With several threads in ``run*``, a task may resume on any of them and
+    other tasks run at the same time: code between two awaits is not atomic
+    with respect to other tasks.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "__dict__",
-        "_sched",
-        "_executor",
-        "_objects",
-        "_tasks",
-        "_tasks_lock",
-    )
+    __slots__ = {
+        "__weakref__": None,
+        "post": (
+            "post(fn, *args): queue ``fn(*args)``; it counts as outstanding work "
+            "until it runs.  Raises ``TypeError`` for a non-callable, "
+            "``RuntimeError`` once closed.  Thread-safe.  (An attribute bound to "
+            "the scheduler's own post, so the hot path costs one call.)"
+        ),
+        "_sched": None,
+        "_executor": None,
+        "_objects": None,
+        "_tasks": None,
+        "_registry_lock": None,
+    }
+    post: Callable[..., None]
 
     def __init__(self, concurrency_hint: int | None = None, backend: str | None = None) -> None:
         if concurrency_hint is not None:
@@ -56,12 +68,18 @@ class IOContext:
             if concurrency_hint < 1:
                 raise ValueError("concurrency_hint must be >= 1")
         reactor = create_reactor(backend)
-        self._sched = Scheduler(reactor, single_threaded=concurrency_hint == 1)
-        self.__dict__["post"] = self._sched.post  # shadows the documented method
+        self._sched: Scheduler
+        if concurrency_hint == 1:
+            self._sched = LocklessScheduler(reactor)
+        else:
+            self._sched = ThreadedScheduler(reactor)
+        self.post = self._sched.post
         self._executor = Executor(self)
+        # Both guarded by _registry_lock: objects and tasks register from any
+        # thread while close() takes its snapshot.
         self._objects: weakref.WeakSet[_ShutdownParticipant] = weakref.WeakSet()
         self._tasks: set[Task[Any]] = set()
-        self._tasks_lock = threading.Lock()
+        self._registry_lock = threading.Lock()
 
     # -------------------------------------------------------------- info
 
@@ -124,15 +142,6 @@ class IOContext:
         """Clear the stopped state so ``run*`` may be called again."""
         self._sched.restart()
 
-    def post(self, fn: Callable[..., object], /, *args: Any) -> None:
-        """Queue ``fn(*args)``; it counts as outstanding work until it runs.
-
-        Raises ``TypeError`` for a non-callable, ``RuntimeError`` once closed.
-        (Each instance binds this name straight to its scheduler's post, so
-        the hot path costs one call; this method documents it.)
-        """
-        self._sched.post(fn, *args)
-
     def work_guard(self) -> WorkGuard:
         """Keep :meth:`run` from returning for lack of work until reset."""
         return WorkGuard(self)
@@ -140,25 +149,46 @@ class IOContext:
     # -------------------------------------------------------------- shutdown
 
     def close(self) -> None:
-        """Shut the context down.  Idempotent.
+        """Shut the context down.  Idempotent; callable from any thread.
 
         Queued functions are discarded without being called, pending
         operations are abandoned, the coroutines of unfinished tasks are
         closed (their ``finally`` blocks run) and those tasks report
         ``Cancelled``; descriptors owned by the context's objects are closed.
+
+        Every thread in ``run*`` is stopped, and the shutdown waits until none
+        of them runs a handler, so no coroutine is closed while it executes.
+        Called from inside a handler, the shutdown is finished by the last
+        thread to leave ``run*`` (after that handler returns).
         """
         sched = self._sched
-        if sched.closed:
-            return
-        sched.shutdown()
-        for obj in list(self._objects):
-            obj._shutdown()
-        sched.timers.clear()
-        with self._tasks_lock:
+        if sched.begin_close():
+            sched.when_quiet(self._finish_close)
+
+    def _finish_close(self) -> None:
+        """The rest of :meth:`close`, once no handler of ours is running."""
+        sched = self._sched
+        sched.drain()
+        with self._registry_lock:
+            objects = list(self._objects)
             tasks = list(self._tasks)
             self._tasks.clear()
+        for obj in objects:
+            obj._shutdown()
+        sched.timers.clear()
         for task in tasks:
             task._abandon()
+        sched.reactor.close()
+
+    def __del__(self) -> None:
+        # A context dropped unclosed: release its descriptors (the reactor's
+        # wake-up fds) and say so, as an unclosed socket does.  Nothing runs
+        # it any more (a running thread holds a reference), so no lock.
+        sched = getattr(self, "_sched", None)
+        if sched is None or sched.closed:
+            return
+        warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2, source=self)
+        sched.begin_close()
         sched.reactor.close()
 
     def __enter__(self) -> IOContext:
@@ -180,16 +210,17 @@ class IOContext:
 
     def _track(self, obj: _ShutdownParticipant) -> None:
         """Register an object whose descriptors close() must release."""
-        self._objects.add(obj)
+        with self._registry_lock:
+            self._objects.add(obj)
 
     def _task_started(self, task: Task[Any]) -> None:
-        with self._tasks_lock:
+        with self._registry_lock:
             if self._sched.closed:
                 raise RuntimeError("the IOContext is closed")
             self._tasks.add(task)
 
     def _task_finished(self, task: Task[Any]) -> None:
-        with self._tasks_lock:
+        with self._registry_lock:
             self._tasks.discard(task)
 
 
@@ -233,8 +264,11 @@ class Executor:
         return self._sched.running_in_this_thread()
 
     def on_work_started(self) -> None:
-        """Count one unit of outstanding work (keeps ``run()`` going)."""
-        self._sched.work_started()
+        """Count one unit of outstanding work (keeps ``run()`` going).
+
+        Raises ``RuntimeError`` once the context is closed.
+        """
+        self._sched.guard_started()
 
     def on_work_finished(self) -> None:
         """Release one unit; the last one stops the context."""
@@ -263,8 +297,8 @@ class WorkGuard:
     def __init__(self, ctx: IOContext) -> None:
         self._sched = ctx._sched
         self._lock = threading.Lock()
+        self._sched.guard_started()  # RuntimeError once closed
         self._owns = True
-        self._sched.work_started()
 
     @property
     def owns_work(self) -> bool:

@@ -342,7 +342,7 @@ def close_context(ctx: IOContext, timeout: float = 10.0) -> None:
             raise AssertionError(
                 f"IOContext.close() did not return within {timeout:.0f}s "
                 f"(outstanding={ctx._sched.outstanding()}, "
-                f"reactor pass running={ctx._sched._task_running})"
+                f"reactor pass running={ctx._sched._reactor_running})"
             )
 
 

@@ -29,7 +29,7 @@ from _util import (
 
 import corosio_py
 from corosio_py import IOContext
-from corosio_py._scheduler import _REACTOR_TASK
+from corosio_py._scheduler import REACTOR_SENTINEL
 
 pytestmark = pytest.mark.stress
 
@@ -739,9 +739,9 @@ def _reactor_state(ctx: IOContext) -> str:
     """Diagnostics: who holds the reactor role (private scheduler state)."""
     sched = ctx._sched
     with sched._lock:
-        queued = any(h is _REACTOR_TASK for h in sched._queue)
+        queued = any(h is REACTOR_SENTINEL for h in sched._queue)
         return (
-            f"reactor pass running={sched._task_running}, sentinel queued={queued}, "
+            f"reactor pass running={sched._reactor_running}, sentinel queued={queued}, "
             f"threads in run={len(sched._frames)}, idle={len(sched._idle)}"
         )
 

@@ -1,0 +1,786 @@
+"""The scheduler for any number of threads in ``run*`` (the default).
+
+The shared state (queue, count, flags, the idle list) is guarded by one lock,
+``_lock``; each thread inside ``run*`` has a :class:`~._scheduler.Frame`.
+``docs/scheduler.md`` tells the whole story; in short:
+
+* **Private posts.**  A handler's posts go to its frame's private queue and
+  private count, without the lock, and are published (count first, then the
+  queue: the count is never below the handlers others can see) the next
+  time the thread takes the lock.  Reactor completions go to the reactor
+  thread's ``inbox`` and it runs them itself: a hand-off costs more than the
+  handler.  Work that sits in a frame is never stranded: threads about to
+  sleep steal half of another frame's inbox or private queue, and the
+  *watcher* (below) takes over from a thread stuck in one handler.
+* **The thread-pool contract.**  On a free-threaded build (no GIL) work is
+  handed to idle threads as soon as it is posted, so N threads run handlers
+  in parallel.  Under the GIL, pure-Python handlers cannot run in parallel
+  and every hand-off costs a GIL switch and a futex, so the scheduler keeps
+  one thread *licensed* to take shared work and lets the others sleep; the
+  watcher licenses another as soon as the licensed one has been inside one
+  handler for ``WATCH_INTERVAL`` (it blocked, or released the GIL for long:
+  a GIL-releasing handler still runs in parallel).  Go's runtime does the
+  same (sysmon hands a processor off from a thread stuck in a system call).
+* **The watcher.**  While more than one thread is in ``run*``, one idle
+  thread waits with a short timeout instead of indefinitely, and on each
+  timeout looks at every busy frame's ``ran`` counter: a frame that ran no
+  handler since the last look is stuck, and the watcher steals its work and
+  joins in.
+* **Ctrl-C.**  Every lock hold and wait keeps the state consistent when the
+  main thread is interrupted (see :mod:`corosio_py._interrupt`).
+
+Lock order: this lock, then a descriptor's or a timer queue's own lock, then
+the reactor's wake-up lock; never the other way round.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+from . import _interrupt
+from ._reactor import Reactor
+from ._scheduler import (
+    POLL_INTERVAL,
+    REACTOR_SENTINEL,
+    Frame,
+    Handler,
+    InvariantError,
+    Scheduler,
+    gil_enabled,
+    pass_timeout,
+    thread_state,
+)
+from ._timers import TimerWaiter
+
+_monotonic = time.monotonic
+_allocate_lock = threading.Lock
+
+#: Handlers a thread takes from the shared queue per lock hold when no other
+#: thread could take them (it runs them without the lock, in order).
+BATCH: Final = 128
+#: Handlers a thread may run from its own private queue before it visits the
+#: lock again (to publish, give the reactor its turn and see a stop).
+PRIVATE_STREAK: Final = 256
+#: A frame that ran no handler for this long is "stuck" (the watcher's period).
+WATCH_INTERVAL: Final = 0.001
+#: The watcher's period while no frame is inside a handler (only a reactor
+#: blocked in the OS): a handler that starts then blocks is noticed this late.
+WATCH_IDLE_INTERVAL: Final = 0.05
+#: Longest single condition wait: ``Lock.acquire`` refuses timeouts beyond
+#: ``threading.TIMEOUT_MAX``; waiting in slices lets any deadline work.
+MAX_WAIT: Final = 3600.0
+
+
+class ThreadedScheduler(Scheduler):
+    """The queue, the reactor sentinel, the work count and the run loops,
+    for any number of threads.
+
+    Args:
+        reactor: the backend.
+        gil: whether Python code runs under a GIL (None: ask the interpreter).
+    """
+
+    def __init__(self, reactor: Reactor, gil: bool | None = None) -> None:
+        super().__init__(reactor)
+        #: Fixed at construction: GIL mode keeps one thread licensed.
+        self.gil = gil_enabled() if gil is None else gil
+        self._lock = threading.Lock()
+        # Every field below is guarded by _lock, except where noted.
+        self._reactor_running = False  # a thread is inside a reactor pass
+        self._reactor_owner: Frame | None = None  # its frame
+        self._reactor_interrupted = False  # that pass will not block (or was woken)
+        self._idle: list[Frame] = []  # frames waiting on their wake lock
+        self._frames: list[Frame] = []  # every frame of every thread in run*
+        self._licensed = 0  # frames with frame.licensed set (GIL mode)
+        self._watcher: Frame | None = None  # the frame looking for stuck ones
+        self._sampled_at = 0.0  # when the watcher last sampled the frames' ``ran``
+        self._quiet = threading.Condition(self._lock)  # notified when _frames empties
+        self._on_quiet: Callable[[], object] | None = None  # close() finishing late
+
+    # ------------------------------------------------------------ posting
+
+    def post(self, handler: Callable[..., object], /, *args: Any) -> None:
+        """Queue ``handler(*args)``; it holds one unit of outstanding work until run.
+
+        From a thread running this scheduler (innermost frame) the post is
+        private and lock-free, unless another runner is idle and could run it
+        in parallel (free-threaded build); otherwise it takes the lock and
+        wakes a thread.
+        """
+        if args:
+            handler = functools.partial(handler, *args)
+        elif not callable(handler):
+            raise TypeError(f"expected a callable, got {type(handler).__name__}")
+        frame = thread_state.frame
+        # _closed is an unlocked hint here: a post that slips past a close()
+        # lands in a private queue that the closing thread's quiet wait drops.
+        if frame is not None and frame.sched is self and not self._closed:
+            frame.queue.append(handler)  # fast path: private, published later
+            frame.work += 1
+            if self._idle and not self.gil:  # unlocked hint; the watcher covers a miss
+                self._hand_off(frame)
+            return
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the IOContext is closed")
+            self._outstanding += 1  # count before visibility
+            self._queue.append(handler)
+            self._wake_one_locked()
+
+    def post_counted(self, handler: Handler) -> None:
+        """Queue ``handler`` whose unit of work is already counted.
+
+        Used to complete a parked operation or a timer wait: the unit moves
+        from the operation to the queued completion.  Dropped once closed.
+        """
+        frame = thread_state.frame
+        if frame is not None and frame.sched is self and not self._closed:
+            frame.queue.append(handler)
+            if self._idle and not self.gil:
+                self._hand_off(frame)
+            return
+        with self._lock:
+            if self._closed:
+                return  # discarded; close() already dropped every unit
+            self._queue.append(handler)
+            self._wake_one_locked()
+
+    def _hand_off(self, frame: Frame) -> None:
+        """Publish this frame's private work now and wake an idle thread."""
+        with self._lock:
+            self._publish_locked(frame)
+            self._wake_one_locked()
+
+    def work_started(self) -> None:
+        """Add one unit of outstanding work (a parked op, a timer).
+
+        Always counted globally, at once: a parked operation is visible to
+        the reactor on another thread as soon as it is parked, so its unit
+        must already be in the global count.
+        """
+        with self._lock:
+            self._outstanding += 1
+
+    def guard_started(self) -> None:
+        """A user's unit of work (a guard, ``on_work_started``): refused once closed."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the IOContext is closed")
+            self._outstanding += 1
+
+    def work_finished(self) -> None:
+        """Remove one unit; the transition to zero stops the context."""
+        frame = thread_state.frame
+        if frame is not None and frame.sched is self:
+            frame.work -= 1  # published before this thread blocks or leaves
+            return
+        with self._lock:
+            if self._closed:
+                return  # close() already dropped every unit
+            self._outstanding -= 1
+            if self.debug and self._outstanding < 0:
+                raise InvariantError("outstanding work count went negative")
+            if self._outstanding <= 0:
+                self._stop_locked()
+
+    def add_timer(self, waiter: TimerWaiter, deadline: float) -> None:
+        """Make ``waiter`` pending until ``deadline`` (one unit of work).
+
+        One lock hold: the unit is counted before the waiter is visible in
+        the heap, and a blocked reactor is interrupted if the deadline became
+        the earliest.
+        """
+        with self._lock:
+            self._outstanding += 1
+            if (
+                self.timers.add(waiter, deadline)
+                and self._reactor_running
+                and not self._reactor_interrupted
+            ):
+                self._interrupt_reactor_locked()
+
+    # ------------------------------------------------------------ control
+
+    def stop(self) -> None:
+        """Make every thread in ``run*`` return as soon as possible."""
+        with self._lock:
+            self._stop_locked()
+
+    def _stop_locked(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._wake_all_locked()
+        if self._reactor_running:
+            self._interrupt_reactor_locked()
+
+    def stopped(self) -> bool:
+        """Whether the context is stopped."""
+        with self._lock:
+            return self._stopped
+
+    def restart(self) -> None:
+        """Clear the stopped flag (not once closed)."""
+        with self._lock:
+            if not self._closed:
+                self._stopped = False
+
+    def outstanding(self) -> int:
+        """The published outstanding-work count (for tests and debugging)."""
+        with self._lock:
+            return self._outstanding
+
+    # ------------------------------------------------------------ signalling
+
+    def _interrupt_reactor_locked(self) -> None:
+        self._reactor_interrupted = True
+        self.reactor.interrupt()
+
+    def _wake_one_locked(self) -> None:
+        """Someone should look at the shared queue.
+
+        Free-threaded: wake an idle thread, else interrupt a blocked
+        reactor.  GIL: prefer the reactor thread (it is licensed and runs the
+        work itself), and wake an idle thread only when no thread is licensed.
+        """
+        if self.gil:
+            if self._reactor_running and not self._reactor_interrupted:
+                self._interrupt_reactor_locked()
+            elif self._licensed == 0 and self._idle:
+                self._release_locked(self._idle.pop(), license=True)
+            return
+        if self._idle:
+            self._release_locked(self._idle.pop(), license=True)
+        elif self._reactor_running and not self._reactor_interrupted:
+            self._interrupt_reactor_locked()
+
+    def _release_locked(self, frame: Frame, license: bool) -> None:
+        """Wake ``frame``, popped from the idle list."""
+        frame.idle = False
+        if license and not frame.licensed:
+            frame.licensed = True
+            self._licensed += 1
+        wake = frame.wake
+        assert wake is not None
+        wake.release()
+
+    def _wake_all_locked(self) -> None:
+        for frame in self._idle:
+            self._release_locked(frame, license=False)
+        self._idle.clear()
+
+    def _sleep_locked(self, frame: Frame, timeout: float) -> bool:
+        """Wait on the frame's wake lock until woken or ``timeout`` (-1:
+        forever).  Called and returns with the scheduler lock held; True
+        when woken.  A wake-up means "look again", never a promise.
+        """
+        wake = frame.wake
+        if wake is None:
+            wake = frame.wake = _allocate_lock()
+            wake.acquire()
+        if frame.licensed:
+            frame.licensed = False
+            self._licensed -= 1
+        frame.idle = True
+        self._idle.append(frame)
+        woken = False
+        lock = self._lock
+        try:
+            lock.release()
+            woken = _interrupt.blocking(
+                functools.partial(_poke_wake, wake), wake.acquire, True, timeout
+            )
+        finally:
+            _acquire_uninterrupted(lock)
+            if frame.idle:
+                # Timed out, or poked by Ctrl-C: we are still listed.
+                frame.idle = False
+                self._idle.remove(frame)
+                if woken:
+                    woken = False  # the poke, not a waker
+            elif not woken:
+                # A waker popped us and released (under the lock, which we now
+                # hold) as we timed out: consume it so the next wait blocks.
+                wake.acquire(False)
+                woken = True
+            frame.sampled = -1  # busy from now on: not stuck until proven
+        return woken
+
+    # ------------------------------------------------------------ accounting
+
+    def _publish_locked(self, frame: Frame) -> bool:
+        """Move the frame's private count, then its private queue.
+
+        Returns True when handlers became visible in the global queue.
+        """
+        work = frame.work - frame.stolen
+        if work or frame.stolen:
+            frame.work = frame.stolen = 0
+            self._outstanding += work
+            if self._outstanding <= 0:
+                if self.debug and self._outstanding < 0:
+                    raise InvariantError("outstanding work count went negative")
+                self._stop_locked()
+        if frame.queue:
+            self._splice_locked(frame.queue)
+            frame.queue.clear()
+            return True
+        return False
+
+    def _splice_locked(self, items: deque[Handler], front: bool = False) -> None:
+        """Make counted handlers visible in the global queue."""
+        if self.debug:
+            visible = self._visible_locked() + len(items)
+            if self._outstanding < visible:
+                raise InvariantError(
+                    f"{visible} handlers would be visible but outstanding="
+                    f"{self._outstanding} (spliced before their count was published)"
+                )
+        if front:
+            self._queue.extendleft(reversed(items))
+        else:
+            self._queue.extend(items)
+
+    def _visible_locked(self) -> int:
+        """Handlers other threads can see or run: each holds a global unit."""
+        queued = len(self._queue) - (0 if self._reactor_running else 1)
+        return queued + sum(len(f.inbox) for f in self._frames)
+
+    def _check_invariants_locked(self) -> None:
+        if self._outstanding < 0:
+            raise InvariantError(f"outstanding work count is {self._outstanding}")
+        visible = self._visible_locked()
+        if self._outstanding < visible:
+            raise InvariantError(f"{visible} handlers visible but outstanding={self._outstanding}")
+        if self._reactor_running and self._reactor_owner not in self._frames:
+            raise InvariantError(
+                "a reactor pass is marked running but the thread that owns the "
+                "sentinel has left run*"
+            )
+        if self._licensed != sum(1 for f in self._frames if f.licensed):
+            raise InvariantError(f"licensed count {self._licensed} disagrees with the frames")
+        if len(self._queue) > 4096:
+            return  # the sentinel scan is O(n): skip it on long queues
+        sentinels = self._queue.count(REACTOR_SENTINEL)
+        if sentinels + int(self._reactor_running) != 1:
+            raise InvariantError(
+                f"reactor sentinel: {sentinels} queued, pass running={self._reactor_running}"
+            )
+
+    # ------------------------------------------------------------ run loops
+
+    def run(self, limit: int, deadline: float | None, poll: bool) -> int:
+        """Run up to ``limit`` handlers; return how many ran (see the base)."""
+        main = _interrupt.enter_run()
+        frame = Frame(self, thread_state.frame)
+        lock = self._lock
+        n = 0
+        try:
+            with lock:
+                if self._closed:
+                    return 0
+                self._frames.append(frame)
+                # GIL mode: a newcomer to run() is licensed only if nobody
+                # else is (a poll always is: the caller asked this thread).
+                if self.gil and self._licensed and not poll:
+                    frame.licensed = False
+                else:
+                    self._licensed += 1
+                if self._idle and self._watcher is None:
+                    # Threads that went idle alone sleep untimed: one of them
+                    # must now watch over us.
+                    self._release_locked(self._idle.pop(), license=False)
+            thread_state.frame = frame
+            try:
+                n = self._loop(frame, limit, deadline, poll)
+            finally:
+                self._leave(frame)
+        finally:
+            if main:
+                _interrupt.leave_run()
+        return n
+
+    def _loop(self, frame: Frame, limit: int, deadline: float | None, poll: bool) -> int:
+        lock = self._lock
+        inbox = frame.inbox
+        private = frame.queue
+        queue = self._queue
+        n = 0
+        streak = 0
+        while n < limit:
+            # Unlocked reads of _stopped and the queue length are hints: a
+            # stop is acted on at the latest after PRIVATE_STREAK (or BATCH)
+            # more handlers, under the lock.
+            handler: Handler | None
+            if inbox and not self._stopped:
+                try:
+                    handler = inbox.popleft()
+                except IndexError:  # a thief took the rest
+                    continue
+            elif private and streak and deadline is None and len(queue) == 1 and not self._stopped:
+                # Our own posts, still privately counted, and the shared queue
+                # holds only the sentinel, so FIFO order is kept: run them
+                # without the lock.  Idle threads were handed work at the
+                # post (free-threaded) or are not wanted (GIL); the watcher
+                # steals from here if a handler of ours blocks.
+                streak -= 1
+                try:
+                    handler = private.popleft()
+                except IndexError:
+                    continue
+            else:
+                streak = PRIVATE_STREAK
+                with lock:
+                    handler = self._next_locked(frame, deadline, poll, limit > 1)
+                if handler is None:
+                    break
+            try:
+                handler()
+            finally:
+                frame.work -= 1  # the handler's unit, published lazily
+            n += 1
+            frame.ran = n
+        return n
+
+    def _leave(self, frame: Frame) -> None:
+        """Pop ``frame``: publish what it holds and wake someone for it."""
+        finish = None
+        with self._lock:
+            self._frames.remove(frame)
+            if frame.licensed:
+                frame.licensed = False
+                self._licensed -= 1
+            if self._watcher is frame:
+                self._watcher = None
+                if not self._stopped:
+                    self._find_watcher_locked()
+            if self._closed:  # close() ran meanwhile: nothing may be queued
+                frame.queue.clear()
+                frame.inbox.clear()
+                frame.work = frame.stolen = 0
+            published = self._publish_locked(frame)
+            if frame.inbox:
+                # Already counted; back to the head, where they came from.
+                self._splice_locked(frame.inbox, front=True)
+                frame.inbox.clear()
+                published = True
+            if (published or self._frames) and not self._stopped:
+                self._wake_one_locked()  # nobody else may be looking (or licensed)
+            if self.debug:
+                self._check_invariants_locked()
+            if self._closed and not self._frames:
+                self._quiet.notify_all()
+                finish, self._on_quiet = self._on_quiet, None
+        thread_state.frame = frame.prev
+        if finish is not None:
+            finish()
+
+    def _next_locked(
+        self, frame: Frame, deadline: float | None, poll: bool, batch: bool
+    ) -> Handler | None:
+        """One scheduling step: return a handler to run, or None to return.
+
+        Called with the lock held; may release it around a reactor pass or
+        a wait, and always returns with it held.
+        """
+        queue = self._queue
+        while True:
+            _interrupt.raise_pending()  # a deferred Ctrl-C: the state is whole here
+            self._publish_locked(frame)
+            if self.debug:
+                self._check_invariants_locked()
+            if self._stopped:
+                return None
+            if self._outstanding <= 0:
+                self._stop_locked()
+                return None
+            if frame.inbox:
+                if self._watcher is frame:
+                    self._hand_on_watch_locked()
+                return frame.inbox.popleft()
+            if not frame.licensed:
+                if self._licensed == 0 or not self.gil:
+                    frame.licensed = True
+                    self._licensed += 1
+                elif not self._idle_step_locked(frame, deadline, poll):
+                    return None
+                else:
+                    continue
+            if queue:
+                if self._watcher is frame:
+                    self._hand_on_watch_locked()
+                handler = queue.popleft()
+                if handler is not REACTOR_SENTINEL:
+                    if queue:
+                        if self._idle and not self.gil:
+                            self._wake_one_locked()  # the cascade: more work, a helper
+                        elif batch:
+                            self._take_batch_locked(frame.inbox)
+                    return handler
+                if not self._run_reactor_locked(frame, deadline, poll):
+                    return None
+                continue
+            # The sentinel is with another thread and nothing is queued.
+            if not self.gil and self._steal_locked(frame, self._frames):
+                continue
+            if not self._idle_step_locked(frame, deadline, poll):
+                return None
+
+    def _idle_step_locked(self, frame: Frame, deadline: float | None, poll: bool) -> bool:
+        """Nothing for this frame to do now: wait (as the watcher when there is
+        none).  False means "return from run*" (a poll, or the deadline)."""
+        if poll:
+            return False
+        if deadline is None:
+            timeout = MAX_WAIT
+        else:
+            timeout = deadline - _monotonic()
+            if timeout <= 0.0:
+                return False
+            timeout = min(timeout, MAX_WAIT)
+        if (self._watcher is None or self._watcher is frame) and len(self._frames) > 1:
+            self._watch_locked(frame, timeout)
+        else:
+            self._sleep_locked(frame, timeout)
+        return True
+
+    def _watch_locked(self, frame: Frame, timeout: float) -> None:
+        """Wait as the watcher: look at the busy frames every WATCH_INTERVAL
+        and take over from a stuck one.  Returns when woken, when the
+        timeout passes, or when this frame took work."""
+        self._watcher = frame
+        end = _monotonic() + timeout
+        try:
+            while True:
+                period = WATCH_INTERVAL if self._busy_frames_locked(frame) else WATCH_IDLE_INTERVAL
+                remaining = end - _monotonic()
+                if remaining <= 0.0:
+                    return
+                if self._sleep_locked(frame, min(period, remaining)) or self._stopped:
+                    return
+                stuck = self._stuck_locked(frame)
+                if stuck:
+                    self._take_over_locked(frame, stuck)
+                    return
+                if not self.gil and len(self._queue) > 1:
+                    return  # free-threaded: queued work is ours to take
+        finally:
+            if self._watcher is frame:
+                self._watcher = None
+                if not self._stopped:
+                    self._find_watcher_locked()
+
+    def _hand_on_watch_locked(self) -> None:
+        """Designated to watch, but about to take work: pass the duty on."""
+        self._watcher = None
+        self._find_watcher_locked()
+
+    def _find_watcher_locked(self) -> None:
+        """The watcher left its post: an idle thread takes it, else a reactor
+        blocked without a bound wakes up to watch between its passes."""
+        if self._idle:
+            successor = self._idle.pop()
+            self._watcher = successor  # it must not take work before passing this on
+            self._release_locked(successor, license=False)
+        elif self._reactor_running and not self._reactor_interrupted:
+            self._interrupt_reactor_locked()
+
+    def _busy_frames_locked(self, me: Frame) -> list[Frame]:
+        """Frames inside a handler (or about to be): not idle, not blocked in
+        the reactor's OS wait."""
+        blocked = self._reactor_owner if not self._reactor_interrupted else None
+        return [f for f in self._frames if f is not me and not f.idle and f is not blocked]
+
+    def _stuck_locked(self, me: Frame) -> list[Frame]:
+        """Busy frames that completed no handler since the last look, taken
+        at least WATCH_INTERVAL ago (a frame's sample is reset whenever it
+        wakes or ends a reactor pass, so an old sample never convicts a frame
+        that only just started its handler)."""
+        now = _monotonic()
+        if now - self._sampled_at < WATCH_INTERVAL:
+            return []
+        stuck = [f for f in self._busy_frames_locked(me) if f.ran == f.sampled]
+        for f in self._frames:
+            f.sampled = f.ran
+        self._sampled_at = now
+        return stuck
+
+    def _take_over_locked(self, frame: Frame, stuck: list[Frame]) -> None:
+        """The watcher found frames stuck in a handler: it takes their work
+        and a licence (its ``_watch_locked`` then finds a successor)."""
+        if not frame.licensed:
+            frame.licensed = True
+            self._licensed += 1
+        self._steal_locked(frame, stuck)
+
+    def _take_batch_locked(self, inbox: deque[Handler]) -> None:
+        """No other thread may take them now: take a few more handlers, to
+        run without the lock.
+
+        They stay counted globally (like reactor completions) and go back to
+        the head of the queue if this thread leaves before running them.
+        The sentinel is never taken, so I/O keeps its turn.  A reactor already
+        blocked is interrupted so that it can steal from us; a watcher steals
+        them if the handler before them blocks.
+        """
+        queue = self._queue
+        for _ in range(BATCH - 1):
+            if not queue or queue[0] is REACTOR_SENTINEL:
+                break
+            inbox.append(queue.popleft())
+        if inbox and self._reactor_running and not self._reactor_interrupted and not self.gil:
+            self._interrupt_reactor_locked()
+
+    def _steal_locked(self, frame: Frame, victims: list[Frame]) -> bool:
+        """Take half of a victim's inbox, else half of its private queue.
+
+        Inbox items are counted globally, so they may run on any thread.
+        Private items are counted in the victim's private count, which only
+        its owner touches: the thief counts them globally now and records
+        them in ``victim.stolen``, which the owner subtracts when it
+        publishes.  Owners pop from the left without the lock; thieves pop
+        from the right with it (deque pops are atomic), so each item goes to
+        exactly one thread.
+        """
+        for victim in victims:
+            if victim is frame:
+                continue
+            for source, counted in ((victim.inbox, True), (victim.queue, False)):
+                if not source:
+                    continue
+                stolen: list[Handler] = []
+                for _ in range((len(source) + 1) // 2):
+                    try:
+                        stolen.append(source.pop())
+                    except IndexError:
+                        break
+                if not stolen:
+                    continue
+                if not counted:
+                    self._outstanding += len(stolen)
+                    victim.stolen += len(stolen)
+                stolen.reverse()
+                frame.inbox.extend(stolen)
+                return True
+        return False
+
+    def _run_reactor_locked(self, frame: Frame, deadline: float | None, poll: bool) -> bool:
+        """We popped the sentinel: run one pass.  False means "return now".
+
+        A timed step past its deadline still makes one non-blocking pass per
+        ``run*`` call, so ``run_for(0)`` collects ready I/O and runs the
+        handlers that were ready.
+        """
+        queue = self._queue
+        more = bool(queue)
+        if deadline is not None and frame.swept and _monotonic() >= deadline:
+            queue.append(REACTOR_SENTINEL)  # once per traversal: a busy queue still ends
+            return False
+        if more and _monotonic() - self._last_pass < POLL_INTERVAL:
+            queue.append(REACTOR_SENTINEL)  # polled a moment ago: run handlers
+            return True
+        if not more and not poll and not self.gil and self._steal_locked(frame, self._frames):
+            queue.append(REACTOR_SENTINEL)  # work held by a busy thread: run it first
+            return True
+        timeout = pass_timeout(more, poll, deadline)
+        # No idle thread watches over the busy ones: the reactor does,
+        # between passes no longer than the watcher's period.
+        watching = self._watcher is None and len(self._frames) > 1
+        if (
+            watching
+            and (timeout is None or timeout > WATCH_INTERVAL)
+            and self._busy_frames_locked(frame)
+        ):
+            timeout = WATCH_INTERVAL
+        frame.swept = True
+        self._reactor_running = True
+        self._reactor_owner = frame
+        self._reactor_interrupted = timeout == 0.0
+        if more and self._idle and not self.gil:
+            self._wake_one_locked()  # someone drains the queue while we poll
+        lock = self._lock
+        produced = 0
+        try:
+            lock.release()
+            produced = self._reactor_pass(frame.inbox, timeout)
+        except BaseException:
+            self._end_pass_locked(frame)
+            self._wake_one_locked()  # the sentinel is back: someone may want it
+            raise
+        now = self._end_pass_locked(frame)
+        if watching:
+            stuck = self._stuck_locked(frame)
+            if stuck:
+                self._steal_locked(frame, stuck)
+            if self._idle and self._watcher is None:
+                self._find_watcher_locked()  # an idle thread watches from now on
+        if produced > 1 and self._idle and not self.gil:
+            # We run our completions ourselves, but an idle thread may steal
+            # half of them: one wake per pass, not per handler.
+            self._wake_one_locked()
+        if deadline is not None and now >= deadline:
+            return bool(frame.inbox or len(queue) > 1)
+        return bool(produced or more or not poll)
+
+    def _end_pass_locked(self, frame: Frame) -> float:
+        """Re-take the lock after a pass and put the sentinel back; the time."""
+        _acquire_uninterrupted(self._lock)
+        self._reactor_running = False
+        self._reactor_owner = None
+        frame.sampled = -1  # busy from now on: not stuck until proven
+        self._queue.append(REACTOR_SENTINEL)
+        self._last_pass = now = _monotonic()
+        return now
+
+    # ------------------------------------------------------------ shutdown
+
+    def begin_close(self) -> bool:
+        """Refuse new work and stop; True the first time."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._closed = True
+            self._stop_locked()
+            return True
+
+    def when_quiet(self, finish: Callable[[], object]) -> None:
+        """Call ``finish`` once no thread of ours runs a handler (see base)."""
+        if self.running_in_this_thread():
+            with self._lock:
+                if self._frames:
+                    self._on_quiet = finish
+                    return
+        else:
+            with self._lock:
+                while self._frames:
+                    self._quiet.wait()
+        finish()
+
+
+def _poke_wake(wake: threading.Lock) -> None:
+    """Ctrl-C pokes an idle main thread: make its wait return."""
+    try:
+        wake.release()
+    except RuntimeError:
+        pass  # already released: the wait returns anyway
+
+
+def _acquire_uninterrupted(lock: threading.Lock) -> None:
+    """Take ``lock`` even if a signal handler raises meanwhile.
+
+    Our own SIGINT handler never raises here (this module is protected), but
+    a handler the user installed may: its exception is kept and raised at
+    the scheduler's next safe point instead of leaving the lock released
+    halfway through restoring the state.
+    """
+    while True:
+        try:
+            lock.acquire()
+            return
+        except BaseException as exc:
+            _interrupt.defer(exc)
