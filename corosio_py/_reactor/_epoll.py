@@ -35,7 +35,7 @@ import select
 import threading
 from typing import ClassVar, Final, final
 
-from ._base import ERROR, HANGUP, READ, WRITE, ReadinessTarget
+from ._base import ERROR, HANGUP, READ, WRITE, ReadinessTarget, os_wait_timeout
 
 #: What every descriptor is registered for (3.3.2, plus RDHUP for half-close).
 _REGISTER_MASK: Final = (
@@ -149,10 +149,12 @@ class EpollReactor:
     def wait(self, timeout: float | None) -> list[tuple[ReadinessTarget, int]]:
         """Run one epoll pass (see :meth:`Reactor.wait`).
 
-        :param timeout: seconds; ``None`` blocks, negative counts as 0.
+        :param timeout: seconds; ``None`` blocks, negative counts as 0, long
+            ones are clamped.
         :raises ValueError: when the reactor is closed.
         """
-        os_timeout = -1.0 if timeout is None else max(timeout, 0.0)
+        clamped = os_wait_timeout(timeout)
+        os_timeout = -1.0 if clamped is None else clamped
         try:
             events = self._epoll.poll(os_timeout, _MAX_EVENTS)
         except InterruptedError:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Final, Protocol, final
 
 from . import _kqueue_emulation as _emulation
-from ._base import ERROR, HANGUP, READ, WRITE, ReadinessTarget
+from ._base import ERROR, HANGUP, READ, WRITE, ReadinessTarget, os_wait_timeout
 from ._level import SelfPipe
 
 #: Raw ``EVFILT_USER`` per ``sys.platform`` prefix (absent: use a self-pipe).
@@ -310,12 +310,12 @@ class KqueueReactor:
     def wait(self, timeout: float | None) -> list[tuple[ReadinessTarget, int]]:
         """Run one kqueue pass (see :meth:`Reactor.wait`).
 
-        :param timeout: seconds; ``None`` blocks, negative counts as 0.
+        :param timeout: seconds; ``None`` blocks, negative counts as 0, long
+            ones are clamped.
         :raises ValueError: when the reactor is closed.
         """
-        os_timeout = None if timeout is None else max(timeout, 0.0)
         try:
-            events: list[KeventLike] = self._kq.control(None, _MAX_EVENTS, os_timeout)
+            events: list[KeventLike] = self._kq.control(None, _MAX_EVENTS, os_wait_timeout(timeout))
         except InterruptedError:
             return []
         bits_by_fd: dict[int, int] = {}

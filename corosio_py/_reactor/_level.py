@@ -35,7 +35,7 @@ import sys
 import threading
 from typing import ClassVar, final
 
-from ._base import READ, WRITE, ReadinessTarget
+from ._base import READ, WRITE, ReadinessTarget, os_wait_timeout
 
 #: Bytes read per ``os.read`` while draining the self-pipe.
 _DRAIN_CHUNK = 4096
@@ -155,7 +155,8 @@ class LevelTriggeredReactor(abc.ABC):
         """Make the OS call for one pass.
 
         :param watch: fd -> directions to watch (READ and/or WRITE, never 0).
-        :param timeout: seconds, ``None`` to block, never negative.
+        :param timeout: seconds, ``None`` to block, else within
+            ``[0, MAX_OS_WAIT]`` (clamped by :meth:`wait`).
         :return: ``(fd, bits)`` for every fd with something to report, bits
             from READ/WRITE/ERROR; empty if the pass must simply be retried.
         :raises InterruptedError: on ``EINTR``.
@@ -206,7 +207,8 @@ class LevelTriggeredReactor(abc.ABC):
     def wait(self, timeout: float | None) -> list[tuple[ReadinessTarget, int]]:
         """Run one pass (see :meth:`Reactor.wait`).
 
-        :param timeout: seconds; ``None`` blocks, negative counts as 0.
+        :param timeout: seconds; ``None`` blocks, negative counts as 0, long
+            ones are clamped.
         :raises ValueError: when the reactor is closed.
         """
         with self._lock:
@@ -228,7 +230,7 @@ class LevelTriggeredReactor(abc.ABC):
                 if fd not in self._targets:
                     del watch[fd]
         try:
-            events = self._os_wait(watch, None if timeout is None else max(timeout, 0.0))
+            events = self._os_wait(watch, os_wait_timeout(timeout))
         except InterruptedError:
             return []
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import select
 import socket
@@ -193,6 +194,45 @@ def test_interrupt_rearms_after_it_is_consumed(reactor: Reactor) -> None:
         events, elapsed = timed_wait(reactor, LONG)
         assert events == []
         assert elapsed < PROMPT
+
+
+@pytest.mark.parametrize("timeout", [30 * 86400.0, 1e9, math.inf], ids=["30days", "1e9", "inf"])
+def test_huge_timeout_waits_until_interrupted(reactor: Reactor, timeout: float) -> None:
+    # Beyond ~24.8 days epoll/poll overflow their int of milliseconds, and
+    # select cannot take infinity: the OS wait must be clamped instead.
+    waker = threading.Timer(0.1, reactor.interrupt)
+    waker.start()
+    try:
+        events, elapsed = timed_wait(reactor, timeout)
+    finally:
+        waker.join()
+    assert events == []
+    assert 0.1 - EARLY <= elapsed < PROMPT
+
+
+@pytest.mark.parametrize("timeout", [1e9, math.inf])
+def test_huge_timeout_reports_readiness(
+    reactor: Reactor, pair: tuple[socket.socket, socket.socket], timeout: float
+) -> None:
+    a, b = pair
+    target = Target(read=True, write=False)
+    reactor.register(b.fileno(), target)
+    settle(reactor)
+    a.send(b"x")
+    events, elapsed = timed_wait(reactor, timeout)
+    assert bits_for(events, target) & READ
+    assert elapsed < PROMPT
+
+
+def test_os_wait_timeout_clamps() -> None:
+    from corosio_py._reactor._base import MAX_OS_WAIT, os_wait_timeout
+
+    assert os_wait_timeout(None) is None
+    assert os_wait_timeout(1.5) == 1.5
+    for low in (0.0, -1.0, -math.inf, math.nan):
+        assert os_wait_timeout(low) == 0.0
+    for high in (MAX_OS_WAIT, 1e9, 1e300, math.inf):
+        assert os_wait_timeout(high) == MAX_OS_WAIT
 
 
 def test_failed_interrupt_raises_and_does_not_stay_armed(
