@@ -16,6 +16,8 @@ makes the reactor spin.
 
 from __future__ import annotations
 
+import select
+import sys
 from collections import deque
 from collections.abc import Callable
 from typing import ClassVar, Final, Protocol
@@ -47,6 +49,16 @@ def os_wait_timeout(timeout: float | None) -> float | None:
     if not timeout > 0.0:  # negative, zero or NaN
         return 0.0
     return timeout if timeout < MAX_OS_WAIT else MAX_OS_WAIT
+
+
+def has_epoll() -> bool:
+    """Whether the epoll backend, and the kqueue emulation over it, can run.
+
+    Linux only: the two modules are written against typeshed's Linux view
+    of ``select`` and ``os`` (and tell mypy so), and are never imported
+    where this is false, so macOS and the BSDs import cleanly.
+    """
+    return sys.platform == "linux" and hasattr(select, "epoll")
 
 
 class ReadinessTarget(Protocol):

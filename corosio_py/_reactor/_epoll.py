@@ -32,10 +32,16 @@ from __future__ import annotations
 import functools
 import os
 import select
+import sys
 import threading
 from typing import ClassVar, Final, final
 
 from ._base import ERROR, HANGUP, READ, WRITE, ReadinessTarget, os_wait_timeout
+
+# Linux only (see has_epoll, the probe that guards every import of this
+# module).  The assert also tells mypy to skip the rest of this file when it
+# checks for another platform, where ``select`` has no epoll names.
+assert sys.platform == "linux", "the epoll backend needs Linux"
 
 #: What every descriptor is registered for (3.3.2, plus RDHUP for half-close).
 _REGISTER_MASK: Final = (

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import math
 import os
 import select
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections import deque
@@ -677,3 +681,68 @@ class TestEmulatedKqueue:
         assert kq.closed
         with pytest.raises(ValueError, match="closed"):
             kq.control(None, 1, 0)
+
+
+# -- platforms without epoll (macOS, the BSDs) ------------------------------------
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_EMULATION = os.path.join(REPO_ROOT, "corosio_py", "_reactor", "_kqueue_emulation.py")
+
+#: Strips ``select`` of epoll like macOS's, optionally gives it a kqueue
+#: (the emulation, loaded under another name before the names go, with its
+#: own view of the real ``select``), then imports corosio_py and does I/O.
+_NO_EPOLL_SCRIPT = textwrap.dedent(
+    """
+    import importlib.util, json, select, sys, types
+    mode, root, emulation = sys.argv[1:4]
+    spec = importlib.util.spec_from_file_location("fake_kqueue", emulation)
+    fake = sys.modules["fake_kqueue"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fake)
+    fake.select = types.SimpleNamespace(**vars(select))
+    for name in [n for n in dir(select) if n == "epoll" or n.startswith("EPOLL")]:
+        delattr(select, name)
+    if mode == "kqueue":
+        select.kqueue = fake.EmulatedKqueue
+        select.kevent = fake.kevent
+        for name in [n for n in dir(fake) if n.startswith("KQ_")]:
+            setattr(select, name, getattr(fake, name))
+    sys.path.insert(0, root)
+    import corosio_py as cio
+    from corosio_py.testing import socket_pair
+
+    async def main():
+        ctx = cio.current_executor().context
+        a, b = socket_pair(ctx)
+        await a.write_all(b"ping")
+        buf = bytearray(4)
+        n = await b.read_some(buf)
+        await cio.sleep(0.01)
+        a.close()
+        b.close()
+        return [ctx.backend, bytes(buf[:n]).decode()]
+
+    backend, got = cio.run(main())
+    loaded = sorted(m for m in sys.modules if m.startswith("corosio_py._reactor."))
+    print(json.dumps({"available": cio.available_backends(), "backend": backend,
+                      "got": got, "loaded": loaded}))
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="needs epoll to strip (and emulate)")
+@pytest.mark.parametrize(("mode", "expected"), [("none", "poll"), ("kqueue", "kqueue")])
+def test_imports_and_runs_without_epoll(mode: str, expected: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_EPOLL_SCRIPT, mode, REPO_ROOT, _EMULATION],
+        capture_output=True,
+        text=True,
+        timeout=25,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["backend"] == out["available"][0] == expected
+    assert "epoll" not in out["available"]
+    assert out["got"] == "ping"
+    assert "corosio_py._reactor._epoll" not in out["loaded"]
+    assert "corosio_py._reactor._kqueue_emulation" not in out["loaded"]
