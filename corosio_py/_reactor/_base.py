@@ -102,8 +102,10 @@ class Reactor(Protocol):
     def register(self, fd: int, target: ReadinessTarget) -> None:
         """Watch ``fd`` for read and write readiness, reported to ``target``.
 
-        Raises ``OSError`` if the OS refuses, ``ValueError`` for an ``fd`` the
-        backend cannot watch (select: ``fd >= FD_SETSIZE``).
+        Raises ``OSError`` if the OS refuses, or with ``EINVAL`` for an
+        ``fd`` the backend cannot watch (select: ``fd >= FD_SETSIZE``), so
+        callers treat it like any per-socket I/O error; ``ValueError`` for a
+        negative ``fd`` or a closed reactor.
         """
         ...
 

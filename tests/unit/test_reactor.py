@@ -46,6 +46,7 @@ PROMPT = 1.0
 LONG = 10.0
 #: Slack for timers that fire a little early (rounding, clock granularity).
 EARLY = 0.01
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 Events = list[tuple[ReadinessTarget, int]]
 
@@ -426,11 +427,125 @@ def test_level_interest_changed_interrupts_and_rebuilds(
 def test_select_refuses_fds_it_cannot_watch() -> None:
     reactor = create_reactor("select")
     try:
-        for fd in (1024, -1):
-            with pytest.raises(ValueError, match="cannot watch"):
+        # Beyond FD_SETSIZE: an OSError like any other I/O failure of that
+        # socket, so callers that handle OSError (a server's accept loop)
+        # carry on.
+        for fd in (1024, 5000):
+            with pytest.raises(OSError, match="cannot watch") as info:
                 reactor.register(fd, Target())
+            assert info.value.errno == errno.EINVAL
+        with pytest.raises(ValueError, match="cannot watch"):
+            reactor.register(-1, Target())
     finally:
         reactor.close()
+
+
+#: On the select backend, fills every fd below FD_SETSIZE so that the next
+#: accepted connection lands above it: ``accept()`` must fail with
+#: ``OSError(EINVAL)``, and a ``TCPServer`` must log, back off and go on
+#: serving once fds are free again.
+_HIGH_FD_SCRIPT = textwrap.dedent(
+    """
+    import json, logging, os, resource, socket, sys, threading
+    sys.path.insert(0, sys.argv[1])
+    import corosio_py as cio
+
+    LIMIT = 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2 * LIMIT:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2 * LIMIT, hard), hard))
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append([record.levelname, record.getMessage(), record.exc_info is not None])
+
+    logging.getLogger("corosio_py").addHandler(Keep())
+    logging.getLogger("corosio_py").setLevel(logging.DEBUG)
+
+    def hog_low_fds():
+        hogs = []
+        while True:
+            fd = os.open(os.devnull, os.O_RDONLY)
+            if fd >= LIMIT:
+                os.close(fd)
+                return hogs
+            hogs.append(fd)
+
+    def release(hogs):
+        for fd in hogs:
+            os.close(fd)
+
+    out = {}
+
+    async def accept_high():
+        acc = cio.TCPAcceptor(cio.current_executor().context, ("127.0.0.1", 0))
+        hogs = hog_low_fds()
+        client = socket.create_connection(("127.0.0.1", acc.local_endpoint().port))
+        out["client_fd"] = client.fileno()
+        try:
+            await acc.accept()
+            out["accept"] = "accepted"
+        except OSError as exc:
+            out["accept"] = [exc.errno, str(exc)]
+        release(hogs)
+        client.close()
+        acc.close()
+
+    cio.run(accept_high(), backend="select")
+
+    async def greet(sock):
+        await sock.write_all(b"hi")
+
+    ctx = cio.IOContext(backend="select")
+    server = cio.TCPServer(ctx, ("127.0.0.1", 0), greet)
+    server.start()
+    port = server.local_endpoint().port
+    runner = threading.Thread(target=ctx.run)
+    runner.start()
+    hogs = hog_low_fds()
+    first = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        out["first"] = first.recv(16).decode()
+    except ConnectionResetError:
+        out["first"] = "reset"
+    release(hogs)
+    first.close()
+    second = socket.create_connection(("127.0.0.1", port), timeout=10)
+    out["second"] = second.recv(16).decode()
+    second.close()
+    out["running"] = server.running
+    server.stop()
+    ctx.stop()
+    runner.join(10)
+    ctx.close()
+    out["records"] = records
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.skipif("select" not in BACKENDS, reason="no select backend")
+def test_select_accept_beyond_fd_setsize_is_einval_and_server_survives() -> None:
+    pytest.importorskip("resource")
+    proc = subprocess.run(
+        [sys.executable, "-c", _HIGH_FD_SCRIPT, REPO_ROOT],
+        capture_output=True,
+        text=True,
+        timeout=25,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["client_fd"] >= 1024
+    code, message = out["accept"]
+    assert code == errno.EINVAL
+    assert "FD_SETSIZE" in message
+    assert out["first"] in ("", "reset")  # that connection was closed
+    assert out["second"] == "hi"  # the accept loop carried on
+    assert out["running"] is True
+    assert not [r for r in out["records"] if r[0] in ("ERROR", "CRITICAL") or r[2]], out
+    assert any(r[0] == "WARNING" and "accept failed" in r[1] for r in out["records"]), out
 
 
 # -- the ladder ------------------------------------------------------------------
@@ -685,7 +800,6 @@ class TestEmulatedKqueue:
 
 # -- platforms without epoll (macOS, the BSDs) ------------------------------------
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _EMULATION = os.path.join(REPO_ROOT, "corosio_py", "_reactor", "_kqueue_emulation.py")
 
 #: Strips ``select`` of epoll like macOS's, optionally gives it a kqueue
