@@ -143,6 +143,12 @@ class Reactor(Protocol):
         hang-up is reported as ``READ | WRITE`` so parked operations retry
         their system call and see EOF or the error.  Interrupts are consumed
         here and never returned.  ``EINTR`` yields an empty list.
+
+        The pairs are harvested in full before returning: a list, never a
+        lazy iterator, so nothing the OS handed over is lost if the caller
+        fails on one pair.  On the edge-triggered backends each pair is an
+        edge reported once: the caller must hand every pair to its target
+        even when an earlier target's ``on_ready`` raised.
         """
         ...
 

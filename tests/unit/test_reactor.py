@@ -314,6 +314,29 @@ def test_one_report_per_target_per_pass(
     assert bits_for(events, target) & (READ | WRITE) == READ | WRITE
 
 
+def test_one_pass_harvests_every_ready_target_into_a_list(reactor: Reactor) -> None:
+    # The caller (the scheduler) walks the result after the OS wait: it must
+    # be complete and materialised, not a generator abandoned on the first
+    # exception from a target.
+    pairs = [socket.socketpair() for _ in range(10)]
+    try:
+        targets = [Target(read=True, write=False) for _ in pairs]
+        for (_, b), target in zip(pairs, targets, strict=True):
+            b.setblocking(False)
+            reactor.register(b.fileno(), target)
+        settle(reactor)
+        for a, _ in pairs:
+            a.send(b"x")
+        events = reactor.wait(PROMPT)
+        assert type(events) is list
+        assert all(bits_for(events, target) & READ for target in targets)
+    finally:
+        for a, b in pairs:
+            reactor.deregister(b.fileno())
+            a.close()
+            b.close()
+
+
 def test_peer_close_reports_read(
     reactor: Reactor, pair: tuple[socket.socket, socket.socket]
 ) -> None:
