@@ -24,6 +24,8 @@ logger = logging.getLogger("corosio_py")
 #: from the first value up to the second while the failures go on.
 _ACCEPT_RETRY_FIRST = 0.01
 _ACCEPT_RETRY_MAX = 0.5
+#: What a handler may raise when its peer goes away; logged at debug level.
+_PEER_GONE = (ConnectionResetError, BrokenPipeError, EOFError)
 
 Handler = Callable[[TCPSocket], Coroutine[Any, Any, object]]
 
@@ -34,7 +36,8 @@ class TCPServer:
 
     Each connection's handler runs as its own task, on whichever thread of
     the context runs it; the socket is closed when the handler returns.  A
-    handler's exception is logged and ends only that connection.  Between
+    handler's exception is logged and ends only that connection (a peer's
+    reset, broken pipe or ``EOFError`` at debug level only).  Between
     :meth:`start` and :meth:`stop` the server is outstanding work (its
     pending accept keeps ``run()`` going).
 
@@ -194,6 +197,10 @@ class TCPServer:
             await self._handler(sock)
         except Cancelled:
             pass
+        except _PEER_GONE as error:
+            # A peer that resets or goes away is routine (a load tool that
+            # stops mid-request): no traceback, just a trace for debugging.
+            logger.debug("TCPServer connection %r ended by the peer: %r", sock, error)
         except Exception:
             logger.exception("TCPServer handler failed for %r", sock)
         finally:

@@ -2,14 +2,17 @@
 
 :data:`BACKENDS` lists every backend in order of preference.  A backend's
 module is imported only when it is created, so a platform without epoll
-never imports ``_epoll``.  On Linux the kqueue backend runs over an
-epoll-backed emulation of ``select.kqueue`` (:mod:`._kqueue_emulation`),
-which is why it is available there but never the default.
+never imports ``_epoll`` (nor the emulation below, which needs it too).  On
+Linux the kqueue backend runs over an epoll-backed emulation of
+``select.kqueue`` (:mod:`._kqueue_emulation`), which is why it is available
+there but never the default.
 """
 
 from __future__ import annotations
 
+import errno
 import select
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -20,6 +23,7 @@ from ._base import READ as READ
 from ._base import WRITE as WRITE
 from ._base import Reactor as Reactor
 from ._base import ReadinessTarget as ReadinessTarget
+from ._base import has_epoll
 
 __all__ = (
     "BACKENDS",
@@ -50,12 +54,8 @@ def _has_native_kqueue() -> bool:
     return hasattr(select, "kqueue")
 
 
-def _has_epoll() -> bool:
-    return hasattr(select, "epoll")
-
-
 def _has_emulated_kqueue() -> bool:
-    return _has_epoll() and not _has_native_kqueue()
+    return has_epoll() and not _has_native_kqueue()
 
 
 def _has_poll() -> bool:
@@ -73,9 +73,13 @@ def _create_kqueue() -> Reactor:
 
 
 def _create_epoll() -> Reactor:
-    from ._epoll import EpollReactor
+    # Only reached when has_epoll() held; the platform check is for mypy,
+    # to which _epoll is empty on other platforms.
+    if sys.platform == "linux":
+        from ._epoll import EpollReactor
 
-    return EpollReactor()
+        return EpollReactor()
+    raise OSError(errno.ENOSYS, "the epoll backend needs Linux")
 
 
 def _create_poll() -> Reactor:
@@ -95,7 +99,7 @@ def _create_select() -> Reactor:
 #: two probes never both hold, so a name is available at most once.
 BACKENDS: Final[tuple[Backend, ...]] = (
     Backend("kqueue", _has_native_kqueue, _create_kqueue),
-    Backend("epoll", _has_epoll, _create_epoll),
+    Backend("epoll", has_epoll, _create_epoll),
     Backend("kqueue", _has_emulated_kqueue, _create_kqueue),
     Backend("poll", _has_poll, _create_poll),
     Backend("select", _always, _create_select),

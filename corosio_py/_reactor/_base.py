@@ -16,9 +16,11 @@ makes the reactor spin.
 
 from __future__ import annotations
 
+import select
+import sys
 from collections import deque
 from collections.abc import Callable
-from typing import ClassVar, Protocol
+from typing import ClassVar, Final, Protocol
 
 #: Readiness bits handed to a target (upstream uses the epoll values).
 READ = 0x1
@@ -26,6 +28,37 @@ WRITE = 0x4
 ERROR = 0x8
 #: The peer hung up (or half-closed): readable without any further edge.
 HANGUP = 0x10
+
+#: The longest single OS wait, in seconds.  epoll_wait and poll take an int
+#: of milliseconds (about 24.8 days at most) and select a timeval; a longer
+#: or infinite timeout would raise ``OverflowError``.  A pass cut short by
+#: this bound returns no events and the scheduler simply waits again.
+MAX_OS_WAIT: Final = 86400.0
+
+
+def os_wait_timeout(timeout: float | None) -> float | None:
+    """Clamp a pass timeout to what every backend's OS wait accepts.
+
+    :param timeout: seconds; ``None`` blocks (kept as ``None``).
+    :return: ``None``, or a value in ``[0, MAX_OS_WAIT]``: negative (a
+        deadline already past) and NaN give 0, anything longer than
+        :data:`MAX_OS_WAIT` (``math.inf`` included) gives that bound.
+    """
+    if timeout is None:
+        return None
+    if not timeout > 0.0:  # negative, zero or NaN
+        return 0.0
+    return timeout if timeout < MAX_OS_WAIT else MAX_OS_WAIT
+
+
+def has_epoll() -> bool:
+    """Whether the epoll backend, and the kqueue emulation over it, can run.
+
+    Linux only: the two modules are written against typeshed's Linux view
+    of ``select`` and ``os`` (and tell mypy so), and are never imported
+    where this is false, so macOS and the BSDs import cleanly.
+    """
+    return sys.platform == "linux" and hasattr(select, "epoll")
 
 
 class ReadinessTarget(Protocol):
@@ -69,8 +102,10 @@ class Reactor(Protocol):
     def register(self, fd: int, target: ReadinessTarget) -> None:
         """Watch ``fd`` for read and write readiness, reported to ``target``.
 
-        Raises ``OSError`` if the OS refuses, ``ValueError`` for an ``fd`` the
-        backend cannot watch (select: ``fd >= FD_SETSIZE``).
+        Raises ``OSError`` if the OS refuses, or with ``EINVAL`` for an
+        ``fd`` the backend cannot watch (select: ``fd >= FD_SETSIZE``), so
+        callers treat it like any per-socket I/O error; ``ValueError`` for a
+        negative ``fd`` or a closed reactor.
         """
         ...
 
@@ -100,11 +135,20 @@ class Reactor(Protocol):
         """One reactor pass: block up to ``timeout`` seconds for readiness.
 
         ``None`` blocks until an event or an interrupt, ``0`` (or a negative
-        value: a deadline already past) never blocks.
+        value: a deadline already past) never blocks.  Any positive value is
+        valid, ``math.inf`` included: the OS wait is clamped to
+        :data:`MAX_OS_WAIT` (:func:`os_wait_timeout`), so a very long
+        timeout may end early with nothing to report.
         Returns ``(target, bits)`` pairs with bits from READ/WRITE/ERROR; a
         hang-up is reported as ``READ | WRITE`` so parked operations retry
         their system call and see EOF or the error.  Interrupts are consumed
         here and never returned.  ``EINTR`` yields an empty list.
+
+        The pairs are harvested in full before returning: a list, never a
+        lazy iterator, so nothing the OS handed over is lost if the caller
+        fails on one pair.  On the edge-triggered backends each pair is an
+        edge reported once: the caller must hand every pair to its target
+        even when an earlier target's ``on_ready`` raised.
         """
         ...
 

@@ -32,10 +32,16 @@ from __future__ import annotations
 import functools
 import os
 import select
+import sys
 import threading
 from typing import ClassVar, Final, final
 
-from ._base import ERROR, HANGUP, READ, WRITE, ReadinessTarget
+from ._base import ERROR, HANGUP, READ, WRITE, ReadinessTarget, os_wait_timeout
+
+# Linux only (see has_epoll, the probe that guards every import of this
+# module).  The assert also tells mypy to skip the rest of this file when it
+# checks for another platform, where ``select`` has no epoll names.
+assert sys.platform == "linux", "the epoll backend needs Linux"
 
 #: What every descriptor is registered for (3.3.2, plus RDHUP for half-close).
 _REGISTER_MASK: Final = (
@@ -149,10 +155,12 @@ class EpollReactor:
     def wait(self, timeout: float | None) -> list[tuple[ReadinessTarget, int]]:
         """Run one epoll pass (see :meth:`Reactor.wait`).
 
-        :param timeout: seconds; ``None`` blocks, negative counts as 0.
+        :param timeout: seconds; ``None`` blocks, negative counts as 0, long
+            ones are clamped.
         :raises ValueError: when the reactor is closed.
         """
-        os_timeout = -1.0 if timeout is None else max(timeout, 0.0)
+        clamped = os_wait_timeout(timeout)
+        os_timeout = -1.0 if clamped is None else clamped
         try:
             events = self._epoll.poll(os_timeout, _MAX_EVENTS)
         except InterruptedError:

@@ -23,11 +23,13 @@ What this means for corosio_py
   sit behind an armed flag so a burst of interrupts costs one system call.
 * :func:`default_api` is the one place that picks ``select.kqueue`` or, where
   it is missing, the epoll-backed :mod:`._kqueue_emulation`, so the tests
-  exercise this module on Linux too.
+  exercise this module on Linux too.  The emulation is imported only then:
+  it reads ``select.EPOLL*`` at import, which macOS and the BSDs lack.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import sys
@@ -36,8 +38,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Final, Protocol, final
 
-from . import _kqueue_emulation as _emulation
-from ._base import ERROR, HANGUP, READ, WRITE, ReadinessTarget
+from ._base import ERROR, HANGUP, READ, WRITE, ReadinessTarget, has_epoll, os_wait_timeout
 from ._level import SelfPipe
 
 #: Raw ``EVFILT_USER`` per ``sys.platform`` prefix (absent: use a self-pipe).
@@ -108,7 +109,10 @@ def _native_user_filter() -> int | None:
 
 
 def default_api() -> KqueueAPI:
-    """Pick ``select.kqueue`` where it exists, else the epoll emulation."""
+    """Pick ``select.kqueue`` where it exists, else the epoll emulation.
+
+    :raises OSError: ``ENOSYS`` when there is neither (no kqueue, not Linux).
+    """
     if hasattr(select, "kqueue"):
         native: Any = select  # typeshed hides the kqueue names on Linux
         return KqueueAPI(
@@ -125,20 +129,30 @@ def default_api() -> KqueueAPI:
             note_trigger=_NOTE_TRIGGER,
             emulated=False,
         )
-    return KqueueAPI(
-        kqueue=_emulation.EmulatedKqueue,
-        kevent=_emulation.kevent,
-        filter_read=_emulation.KQ_FILTER_READ,
-        filter_write=_emulation.KQ_FILTER_WRITE,
-        filter_user=_emulation.KQ_FILTER_USER,
-        ev_add=_emulation.KQ_EV_ADD,
-        ev_delete=_emulation.KQ_EV_DELETE,
-        ev_clear=_emulation.KQ_EV_CLEAR,
-        ev_eof=_emulation.KQ_EV_EOF,
-        ev_error=_emulation.KQ_EV_ERROR,
-        note_trigger=_emulation.KQ_NOTE_TRIGGER,
-        emulated=True,
-    )
+    return _emulated_api()
+
+
+def _emulated_api() -> KqueueAPI:
+    # The explicit platform check lets mypy skip this body for --platform
+    # darwin/freebsd, where the emulation module is empty to it.
+    if sys.platform == "linux" and has_epoll():
+        from . import _kqueue_emulation as _emulation
+
+        return KqueueAPI(
+            kqueue=_emulation.EmulatedKqueue,
+            kevent=_emulation.kevent,
+            filter_read=_emulation.KQ_FILTER_READ,
+            filter_write=_emulation.KQ_FILTER_WRITE,
+            filter_user=_emulation.KQ_FILTER_USER,
+            ev_add=_emulation.KQ_EV_ADD,
+            ev_delete=_emulation.KQ_EV_DELETE,
+            ev_clear=_emulation.KQ_EV_CLEAR,
+            ev_eof=_emulation.KQ_EV_EOF,
+            ev_error=_emulation.KQ_EV_ERROR,
+            note_trigger=_emulation.KQ_NOTE_TRIGGER,
+            emulated=True,
+        )
+    raise OSError(errno.ENOSYS, "no select.kqueue, and no epoll to emulate it over")
 
 
 def without_user_events(api: KqueueAPI) -> KqueueAPI:
@@ -310,12 +324,12 @@ class KqueueReactor:
     def wait(self, timeout: float | None) -> list[tuple[ReadinessTarget, int]]:
         """Run one kqueue pass (see :meth:`Reactor.wait`).
 
-        :param timeout: seconds; ``None`` blocks, negative counts as 0.
+        :param timeout: seconds; ``None`` blocks, negative counts as 0, long
+            ones are clamped.
         :raises ValueError: when the reactor is closed.
         """
-        os_timeout = None if timeout is None else max(timeout, 0.0)
         try:
-            events: list[KeventLike] = self._kq.control(None, _MAX_EVENTS, os_timeout)
+            events: list[KeventLike] = self._kq.control(None, _MAX_EVENTS, os_wait_timeout(timeout))
         except InterruptedError:
             return []
         bits_by_fd: dict[int, int] = {}

@@ -46,11 +46,17 @@ import fcntl
 import os
 import select
 import struct
+import sys
 import termios
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, final
+
+# Linux only (see has_epoll, the probe that guards every import of this
+# module).  The assert also tells mypy to skip the rest of this file when it
+# checks for another platform, where ``select`` has no epoll names.
+assert sys.platform == "linux", "the epoll-backed kqueue emulation needs Linux"
 
 KQ_FILTER_READ: Final = -1
 KQ_FILTER_WRITE: Final = -2

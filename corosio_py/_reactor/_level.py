@@ -30,12 +30,13 @@ What this means for corosio_py
 from __future__ import annotations
 
 import abc
+import errno
 import os
 import sys
 import threading
 from typing import ClassVar, final
 
-from ._base import READ, WRITE, ReadinessTarget
+from ._base import READ, WRITE, ReadinessTarget, os_wait_timeout
 
 #: Bytes read per ``os.read`` while draining the self-pipe.
 _DRAIN_CHUNK = 4096
@@ -135,16 +136,15 @@ class LevelTriggeredReactor(abc.ABC):
     def __init__(self) -> None:
         """Create the self-pipe.
 
-        :raises OSError: when the OS refuses the pipe.
-        :raises ValueError: when the pipe's read end is at or above
-            :attr:`fd_limit` (the process already has too many fds open).
+        :raises OSError: when the OS refuses the pipe; ``EINVAL`` when its
+            read end is at or above :attr:`fd_limit` (the process already
+            has too many fds open).
         """
         self._wake = SelfPipe()
         if self._wake.read_fd >= self.fd_limit:
+            error = self._fd_limit_error(self._wake.read_fd)
             self._wake.close()
-            raise ValueError(
-                f"{self.name} reactor: self-pipe fd {self._wake.read_fd} is >= {self.fd_limit}"
-            )
+            raise error
         self._lock = threading.Lock()
         self._watching: dict[int, int] = _NOTHING  # fds of the pass in progress (lock)
         self._targets: dict[int, ReadinessTarget] = {}  # guarded by _lock
@@ -155,7 +155,8 @@ class LevelTriggeredReactor(abc.ABC):
         """Make the OS call for one pass.
 
         :param watch: fd -> directions to watch (READ and/or WRITE, never 0).
-        :param timeout: seconds, ``None`` to block, never negative.
+        :param timeout: seconds, ``None`` to block, else within
+            ``[0, MAX_OS_WAIT]`` (clamped by :meth:`wait`).
         :return: ``(fd, bits)`` for every fd with something to report, bits
             from READ/WRITE/ERROR; empty if the pass must simply be retried.
         :raises InterruptedError: on ``EINTR``.
@@ -166,16 +167,27 @@ class LevelTriggeredReactor(abc.ABC):
 
         Interrupts the reactor so that a blocked pass rebuilds its sets.
 
-        :raises ValueError: when ``fd`` is negative or at least
-            :attr:`fd_limit`, or the reactor is closed.
+        :raises OSError: ``EINVAL`` when ``fd`` is at least :attr:`fd_limit`
+            (an I/O error of that one socket, like any the OS reports: a
+            server's accept loop backs off and carries on).
+        :raises ValueError: when ``fd`` is negative or the reactor is closed.
         """
-        if not 0 <= fd < self.fd_limit:
+        if fd >= self.fd_limit:
+            raise self._fd_limit_error(fd)
+        if fd < 0:
             raise ValueError(f"{self.name} reactor cannot watch fd {fd}")
         with self._lock:
             if self._closed:
                 raise ValueError(f"{self.name} reactor is closed")
             self._targets[fd] = target
         self._wake.signal()
+
+    def _fd_limit_error(self, fd: int) -> OSError:
+        return OSError(
+            errno.EINVAL,
+            f"the {self.name} reactor cannot watch fd {fd}: fds must be below "
+            f"{self.fd_limit} (FD_SETSIZE); use the poll backend for more",
+        )
 
     def deregister(self, fd: int) -> None:
         """Stop watching ``fd`` from the next pass on; unknown fds are ignored.
@@ -206,7 +218,8 @@ class LevelTriggeredReactor(abc.ABC):
     def wait(self, timeout: float | None) -> list[tuple[ReadinessTarget, int]]:
         """Run one pass (see :meth:`Reactor.wait`).
 
-        :param timeout: seconds; ``None`` blocks, negative counts as 0.
+        :param timeout: seconds; ``None`` blocks, negative counts as 0, long
+            ones are clamped.
         :raises ValueError: when the reactor is closed.
         """
         with self._lock:
@@ -228,7 +241,7 @@ class LevelTriggeredReactor(abc.ABC):
                 if fd not in self._targets:
                     del watch[fd]
         try:
-            events = self._os_wait(watch, None if timeout is None else max(timeout, 0.0))
+            events = self._os_wait(watch, os_wait_timeout(timeout))
         except InterruptedError:
             return []
         finally:

@@ -16,16 +16,33 @@ import sys
 
 import corosio_py as cio
 
-from .http_server import serve, shutdown
+from .http_server import positive_float, positive_int, serve, shutdown
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the demo and print its figures."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--backend", default=None, choices=cio.available_backends())
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, default=4, help="server threads (default: 4)"
+    )
+    parser.add_argument(
+        "--connections",
+        type=positive_int,
+        default=32,
+        help="keep-alive connections of the load client (default: 32)",
+    )
+    parser.add_argument(
+        "--duration", type=positive_float, default=5.0, help="seconds of load (default: 5)"
+    )
+    parser.add_argument(
+        "--backend",
+        default=None,
+        choices=cio.available_backends(),
+        help=f"reactor backend of the server (default: {cio.available_backends()[0]})",
+    )
     args = parser.parse_args(argv)
 
     ctx, server, stats, workers = serve("127.0.0.1", 0, args.threads, args.backend)

@@ -14,6 +14,8 @@ import time
 
 import corosio_py as cio
 
+from .http_server import port_number, positive_float, positive_int
+
 __all__ = ("main", "run_load")
 
 
@@ -99,12 +101,27 @@ def run_load(
 
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point: print the figures as one JSON line."""
-    parser = argparse.ArgumentParser(description="corosio_py HTTP load client")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--duration", type=float, default=5.0)
-    parser.add_argument("--backend", default=None)
+    parser = argparse.ArgumentParser(
+        description="corosio_py HTTP load client: keep-alive GET / requests back to "
+        "back on every connection; prints one JSON line of figures.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="server address (default: 127.0.0.1)")
+    parser.add_argument("--port", type=port_number, required=True, help="server port")
+    parser.add_argument(
+        "--connections",
+        type=positive_int,
+        default=32,
+        help="concurrent keep-alive connections (default: 32)",
+    )
+    parser.add_argument(
+        "--duration", type=positive_float, default=5.0, help="seconds of load (default: 5)"
+    )
+    parser.add_argument(
+        "--backend",
+        default=None,
+        choices=cio.available_backends(),
+        help=f"reactor backend (default: {cio.available_backends()[0]})",
+    )
     args = parser.parse_args(argv)
     print(json.dumps(run_load(args.host, args.port, args.connections, args.duration, args.backend)))
 

@@ -5,29 +5,101 @@ Run it alone and point any HTTP client at it::
     python -m corosio_py.examples.http_server --port 8080 --threads 4
     curl -v http://127.0.0.1:8080/
 
-Every request gets ``200 OK`` with a short plain-text body (``/stats``
-reports how many requests each thread served).  Connections stay open
-(HTTP/1.1 keep-alive) unless the client asks to close or speaks HTTP/1.0
-without ``Connection: keep-alive``.  Ctrl-C stops it cleanly.
+What it serves (any method; a query string is ignored):
+
+* ``/``: ``200 OK`` with a short plain-text body (what wrk and
+  :mod:`corosio_py.examples.http_load` request);
+* ``/stats``: how many requests each thread served;
+* ``/echo``: the request body back (at most :data:`MAX_ECHO` bytes, else
+  ``413``);
+* anything else: ``404 Not Found``.
+
+Connections stay open (HTTP/1.1 keep-alive) unless the client asks to close
+or speaks HTTP/1.0 without ``Connection: keep-alive``.  Ctrl-C stops it.
+
+Requests are parsed strictly (RFC 9112), because a lenient reading of a
+message's length is how requests are smuggled past a proxy.  Each of these
+gets ``400 Bad Request`` and the connection is closed: a request line that
+is not exactly ``method SP target SP HTTP/x.y``; a header line without a
+colon, with whitespace before the colon, folded onto a continuation line or
+with control characters; an HTTP/1.1 request without exactly one ``Host``;
+a ``Content-Length`` that is not plain decimal digits (``+32``, ``3_2``,
+``0x20``) or that appears more than once, even with equal values (RFC 9112
+6.3 lets a server reject those too, and one rule is simpler to trust);
+``Content-Length`` together with ``Transfer-Encoding``; a
+``Transfer-Encoding`` whose last coding is not ``chunked`` (6.3: the length
+cannot be known); a malformed chunked body.  ``chunked`` bodies are decoded
+(trailer fields are checked and dropped); any other transfer coding before
+it gets ``501 Not Implemented``, an HTTP version other than 1.x ``505``.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import math
+import re
 import signal
 import sys
 import threading
 from collections.abc import Callable, Coroutine
 from types import FrameType
-from typing import Any
+from typing import Any, Final
 
 import corosio_py as cio
 
-__all__ = ("HTTPStats", "main", "make_handler")
+__all__ = (
+    "BODY",
+    "MAX_ECHO",
+    "MAX_HEADER",
+    "HTTPStats",
+    "RequestError",
+    "main",
+    "make_handler",
+    "port_number",
+    "positive_float",
+    "positive_int",
+    "serve",
+    "shutdown",
+)
 
-MAX_HEADER = 16 * 1024
-BODY = b"Hello from corosio_py!\n"
+#: Largest request head (request line and header fields), and largest
+#: trailer section of a chunked body: more gets 431 / 400.
+MAX_HEADER: Final = 16 * 1024
+#: Largest body ``/echo`` sends back: more gets 413.
+MAX_ECHO: Final = 1024 * 1024
+#: The body of ``/``.
+BODY: Final = b"Hello from corosio_py!\n"
+
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+#: method SP request-target SP HTTP-version, nothing more (RFC 9112 3).
+_REQUEST_LINE = re.compile(rf"({_TOKEN}) ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])")
+#: field-name ":" OWS field-value OWS (RFC 9112 5): no space before the
+#: colon, no control characters but HTAB in the value.  The value keeps its
+#: trailing OWS (stripped afterwards: much faster than a lazy match).
+_FIELD_LINE = re.compile(rf"({_TOKEN}):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)")
+#: chunk-size [ chunk-ext ] (RFC 9112 7.1.1); the size at most 16 hex digits.
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]{1,16})"
+    rb"(?:[ \t]*;[ \t]*"
+    + _TOKEN.encode()
+    + rb"(?:[ \t]*=[ \t]*(?:"
+    + _TOKEN.encode()
+    + rb'|"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"))?)*'
+)
+#: Fields a request may carry at most once.
+_SINGLETONS: Final = frozenset(("host", "content-length"))
+
+_BAD_REQUEST: Final = "400 Bad Request"
+
+
+class RequestError(ValueError):
+    """A request the server refuses; ``status`` is the response's status line."""
+
+    def __init__(self, reason: str, status: str = _BAD_REQUEST) -> None:
+        """Refuse with ``status`` (default ``400 Bad Request``) for ``reason``."""
+        super().__init__(reason)
+        self.status = status
 
 
 class HTTPStats:
@@ -65,28 +137,180 @@ def _response(
     return head.encode("ascii") + (b"" if head_only else body)
 
 
+#: The responses of ``/`` and of unknown paths, built once: (keep_alive, head_only).
+_HELLO: Final = {
+    (keep, head): _response("200 OK", BODY, keep, "text/plain", head)
+    for keep in (False, True)
+    for head in (False, True)
+}
+_NOT_FOUND: Final = {
+    (keep, head): _response("404 Not Found", b"Not Found\n", keep, "text/plain", head)
+    for keep in (False, True)
+    for head in (False, True)
+}
+
+
 def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
+    """Parse a request head (without its final blank line).
+
+    :return: method, target, version (``"HTTP/1.1"``) and the header fields,
+        names lower-cased; a repeated field's values are joined with ``", "``.
+    :raises RequestError: (a ``ValueError``) for anything RFC 9112 rejects.
+    """
     lines = head.decode("latin-1").split("\r\n")
-    method, target, version = lines[0].split(" ", 2)
-    if not version.startswith("HTTP/"):
-        raise ValueError(f"not an HTTP request line: {lines[0]!r}")
+    match = _REQUEST_LINE.fullmatch(lines[0])
+    if match is None:
+        raise RequestError(f"bad request line {lines[0][:100]!r}")
+    method, target, major, minor = match.groups()
+    if major != "1":
+        raise RequestError(f"HTTP/{major}.{minor}", "505 HTTP Version Not Supported")
     headers: dict[str, str] = {}
+    field_line = _FIELD_LINE.fullmatch
     for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+        field = field_line(line)
+        if field is None:
+            raise RequestError(f"bad header line {line[:100]!r}")
+        name, value = field.groups()
+        name = name.lower()
+        value = value.rstrip(" \t")
+        if name in headers:
+            if name in _SINGLETONS:
+                raise RequestError(f"repeated {name} field")
+            value = f"{headers[name]}, {value}"
+        headers[name] = value
+    version = f"HTTP/1.{minor}"
+    if minor != "0" and "host" not in headers:
+        raise RequestError("HTTP/1.1 request without Host")
     return method, target, version, headers
 
 
+def _body_length(headers: dict[str, str]) -> int | None:
+    """The request body's length, ``None`` for a chunked body (RFC 9112 6.3).
+
+    :raises RequestError: for an ambiguous or unsupported framing.
+    """
+    length = headers.get("content-length")
+    codings = headers.get("transfer-encoding")
+    if codings is None:
+        if length is None:
+            return 0
+        if not (length.isascii() and length.isdigit()):
+            raise RequestError(f"bad Content-Length {length[:40]!r}")
+        return int(length)
+    if length is not None:
+        raise RequestError("both Content-Length and Transfer-Encoding")
+    names = [coding.strip().lower() for coding in codings.split(",")]
+    if names[-1] != "chunked" or "chunked" in names[:-1] or "" in names:
+        raise RequestError(f"Transfer-Encoding {codings[:60]!r} does not end in one chunked")
+    if len(names) > 1:
+        raise RequestError(f"Transfer-Encoding {codings[:60]!r}", "501 Not Implemented")
+    return None
+
+
+class _Connection:
+    """One connection's socket and read buffer (bytes past what was parsed)."""
+
+    __slots__ = ("buf", "sock", "view")
+
+    def __init__(self, sock: cio.TCPSocket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        self.view = memoryview(bytearray(65536))
+
+    async def fill(self) -> None:
+        """Append what the next read brings; ``EOFError`` if the peer closed."""
+        n = await self.sock.read_some(self.view)
+        if n == 0:
+            raise EOFError("the client closed the connection mid-request")
+        self.buf += self.view[:n]
+
+    async def line(self, limit: int) -> bytes:
+        """The next CRLF-terminated line, without the CRLF.
+
+        :raises RequestError: when no CRLF comes within ``limit`` bytes.
+        """
+        buf = self.buf
+        end = buf.find(b"\r\n")
+        while end < 0:
+            if len(buf) > limit:
+                raise RequestError("line too long")
+            await self.fill()
+            end = buf.find(b"\r\n")
+        line = bytes(buf[:end])
+        del buf[: end + 2]
+        return line
+
+    async def body(self, length: int, keep: bytearray | None) -> None:
+        """Consume ``length`` body bytes, appended to ``keep`` unless None.
+
+        Bytes beyond them (a pipelined request) stay in the buffer.
+        """
+        buf = self.buf
+        skip = min(length, len(buf))
+        if keep is not None:
+            keep += buf[:skip]
+        del buf[:skip]
+        remaining = length - skip
+        view = self.view
+        while remaining:
+            n = await self.sock.read_some(view)
+            if n == 0:
+                raise EOFError("the client closed the connection mid-body")
+            if n > remaining:  # the next request starts in this read
+                buf += view[remaining:n]
+                n = remaining
+            if keep is not None:
+                keep += view[:n]
+            remaining -= n
+
+    async def chunked(self, keep: bytearray | None) -> None:
+        """Consume a chunked body (RFC 9112 7.1), data appended to ``keep``.
+
+        :raises RequestError: for a malformed body, or one beyond
+            :data:`MAX_ECHO` when kept.
+        """
+        total = 0
+        while True:
+            size_line = await self.line(MAX_HEADER)
+            match = _CHUNK_LINE.fullmatch(size_line)
+            if match is None:
+                raise RequestError(f"bad chunk-size line {size_line[:60]!r}")
+            size = int(match[1], 16)
+            if size == 0:
+                break
+            total += size
+            if keep is not None and total > MAX_ECHO:
+                raise RequestError("chunked body too large", "413 Content Too Large")
+            await self.body(size, keep)
+            while len(self.buf) < 2:
+                await self.fill()
+            if self.buf[:2] != b"\r\n":
+                raise RequestError("chunk data not followed by CRLF")
+            del self.buf[:2]
+        budget = MAX_HEADER  # the trailer section: checked, then dropped
+        while field := await self.line(budget):
+            budget -= len(field) + 2
+            if _FIELD_LINE.fullmatch(field.decode("latin-1")) is None:
+                raise RequestError(f"bad trailer line {field[:100]!r}")
+
+
 def make_handler(stats: HTTPStats) -> Callable[[cio.TCPSocket], Coroutine[Any, Any, None]]:
-    """The per-connection coroutine function for :class:`corosio_py.TCPServer`."""
+    """The per-connection coroutine function for :class:`corosio_py.TCPServer`.
+
+    A peer that resets the connection or closes it mid-request ends the
+    handler with ``ConnectionResetError``/``BrokenPipeError``/``EOFError``,
+    which the server logs at debug level only.
+    """
 
     async def handle(sock: cio.TCPSocket) -> None:
         sock.no_delay = True
-        buf = bytearray()
-        chunk = bytearray(65536)
-        view = memoryview(chunk)
+        conn = _Connection(sock)
+        buf = conn.buf
+        view = conn.view
         while True:
+            # RFC 9112 2.2: ignore blank lines before a request line.
+            while buf.startswith(b"\r\n"):
+                del buf[:2]
             end = buf.find(b"\r\n\r\n")
             while end < 0:
                 if len(buf) > MAX_HEADER:
@@ -102,45 +326,43 @@ def make_handler(stats: HTTPStats) -> Callable[[cio.TCPSocket], Coroutine[Any, A
                 return
             try:
                 method, target, version, headers = _parse_head(bytes(buf[:end]))
-                length = int(headers.get("content-length", "0"))
-                if length < 0:
-                    raise ValueError(f"negative Content-Length {length}")
-            except ValueError:
-                await sock.write_all(_response("400 Bad Request", b"", False, "text/plain"))
+                length = _body_length(headers)
+                del buf[: end + 4]
+                path = target.partition("?")[0]
+                keep = bytearray() if path == "/echo" else None
+                if keep is not None and length is not None and length > MAX_ECHO:
+                    raise RequestError("body too large", "413 Content Too Large")
+                if (
+                    length != 0
+                    and not buf
+                    and version != "HTTP/1.0"
+                    and headers.get("expect", "").lower() == "100-continue"
+                ):
+                    await sock.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                if length is None:
+                    await conn.chunked(keep)
+                elif length:
+                    await conn.body(length, keep)  # kept for /echo, else drained
+            except RequestError as error:
+                await sock.write_all(_response(error.status, b"", False, "text/plain"))
                 return
-            if "transfer-encoding" in headers:  # chunked bodies: not supported
-                await sock.write_all(_response("501 Not Implemented", b"", False, "text/plain"))
-                return
-            del buf[: end + 4]
-            if (
-                length > len(buf)
-                and version == "HTTP/1.1"
-                and headers.get("expect", "").lower() == "100-continue"
-            ):
-                await sock.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            # Drain the request body (ignored) without holding it in memory.
-            skip = min(length, len(buf))
-            del buf[:skip]
-            remaining = length - skip
-            while remaining:
-                n = await sock.read_some(view)
-                if n == 0:
-                    return
-                if n > remaining:  # the next request starts in this read
-                    buf += view[remaining:n]
-                    n = remaining
-                remaining -= n
             connection = headers.get("connection", "").lower()
             keep_alive = connection != "close" and (
-                version == "HTTP/1.1" or connection == "keep-alive"
+                version != "HTTP/1.0" or connection == "keep-alive"
             )
             stats.count()
             head_only = method == "HEAD"
-            if target == "/stats":
+            if path == "/":
+                reply = _HELLO[keep_alive, head_only]
+            elif path == "/stats":
                 body = "".join(f"{k} {v}\n" for k, v in sorted(stats.snapshot().items()))
                 reply = _response("200 OK", body.encode(), keep_alive, "text/plain", head_only)
+            elif keep is not None:
+                reply = _response(
+                    "200 OK", bytes(keep), keep_alive, "application/octet-stream", head_only
+                )
             else:
-                reply = _response("200 OK", BODY, keep_alive, "text/plain", head_only)
+                reply = _NOT_FOUND[keep_alive, head_only]
             await sock.write_all(reply)
             if not keep_alive:
                 return
@@ -151,7 +373,12 @@ def make_handler(stats: HTTPStats) -> Callable[[cio.TCPSocket], Coroutine[Any, A
 def serve(
     host: str, port: int, threads: int, backend: str | None, ready: threading.Event | None = None
 ) -> tuple[cio.IOContext, cio.TCPServer, HTTPStats, list[threading.Thread]]:
-    """Start the server on ``threads`` threads; return what runs it."""
+    """Start the server on ``threads`` threads; return what runs it.
+
+    :raises ValueError: when ``threads`` is below 1.
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, not {threads}")
     ctx = cio.IOContext(backend=backend)
     stats = HTTPStats()
     server = cio.TCPServer(ctx, (host, port), make_handler(stats))
@@ -163,8 +390,7 @@ def serve(
         handlers_run[name] = ctx.run()
 
     workers = [
-        threading.Thread(target=run_thread, name=f"server-{i}", daemon=True)
-        for i in range(threads)
+        threading.Thread(target=run_thread, name=f"server-{i}", daemon=True) for i in range(threads)
     ]
     stats.handlers_run = handlers_run
     for worker in workers:
@@ -183,13 +409,64 @@ def shutdown(ctx: cio.IOContext, server: cio.TCPServer, workers: list[threading.
     ctx.close()
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An ``argparse`` type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """An ``argparse`` type: a TCP port, 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 65535, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description="corosio_py HTTP/1.1 demo server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--backend", default=None, choices=cio.available_backends())
+    parser = argparse.ArgumentParser(
+        description="corosio_py HTTP/1.1 keep-alive demo server: / says hello, "
+        "/stats counts requests per thread, /echo returns the request body, "
+        "anything else is 404.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port",
+        type=port_number,
+        default=8080,
+        help="TCP port, 0 for any free one (default: 8080)",
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, default=4, help="threads running the IOContext (default: 4)"
+    )
+    parser.add_argument(
+        "--backend",
+        default=None,
+        choices=cio.available_backends(),
+        help=f"reactor backend (default: {cio.available_backends()[0]})",
+    )
     args = parser.parse_args(argv)
     stop = threading.Event()
 

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import math
 import os
 import select
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections import deque
@@ -41,6 +46,7 @@ PROMPT = 1.0
 LONG = 10.0
 #: Slack for timers that fire a little early (rounding, clock granularity).
 EARLY = 0.01
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 Events = list[tuple[ReadinessTarget, int]]
 
@@ -195,6 +201,45 @@ def test_interrupt_rearms_after_it_is_consumed(reactor: Reactor) -> None:
         assert elapsed < PROMPT
 
 
+@pytest.mark.parametrize("timeout", [30 * 86400.0, 1e9, math.inf], ids=["30days", "1e9", "inf"])
+def test_huge_timeout_waits_until_interrupted(reactor: Reactor, timeout: float) -> None:
+    # Beyond ~24.8 days epoll/poll overflow their int of milliseconds, and
+    # select cannot take infinity: the OS wait must be clamped instead.
+    waker = threading.Timer(0.1, reactor.interrupt)
+    waker.start()
+    try:
+        events, elapsed = timed_wait(reactor, timeout)
+    finally:
+        waker.join()
+    assert events == []
+    assert 0.1 - EARLY <= elapsed < PROMPT
+
+
+@pytest.mark.parametrize("timeout", [1e9, math.inf])
+def test_huge_timeout_reports_readiness(
+    reactor: Reactor, pair: tuple[socket.socket, socket.socket], timeout: float
+) -> None:
+    a, b = pair
+    target = Target(read=True, write=False)
+    reactor.register(b.fileno(), target)
+    settle(reactor)
+    a.send(b"x")
+    events, elapsed = timed_wait(reactor, timeout)
+    assert bits_for(events, target) & READ
+    assert elapsed < PROMPT
+
+
+def test_os_wait_timeout_clamps() -> None:
+    from corosio_py._reactor._base import MAX_OS_WAIT, os_wait_timeout
+
+    assert os_wait_timeout(None) is None
+    assert os_wait_timeout(1.5) == 1.5
+    for low in (0.0, -1.0, -math.inf, math.nan):
+        assert os_wait_timeout(low) == 0.0
+    for high in (MAX_OS_WAIT, 1e9, 1e300, math.inf):
+        assert os_wait_timeout(high) == MAX_OS_WAIT
+
+
 def test_failed_interrupt_raises_and_does_not_stay_armed(
     reactor: Reactor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -267,6 +312,29 @@ def test_one_report_per_target_per_pass(
     events = reactor.wait(LONG)
     assert [t for t, _ in events].count(target) == 1
     assert bits_for(events, target) & (READ | WRITE) == READ | WRITE
+
+
+def test_one_pass_harvests_every_ready_target_into_a_list(reactor: Reactor) -> None:
+    # The caller (the scheduler) walks the result after the OS wait: it must
+    # be complete and materialised, not a generator abandoned on the first
+    # exception from a target.
+    pairs = [socket.socketpair() for _ in range(10)]
+    try:
+        targets = [Target(read=True, write=False) for _ in pairs]
+        for (_, b), target in zip(pairs, targets, strict=True):
+            b.setblocking(False)
+            reactor.register(b.fileno(), target)
+        settle(reactor)
+        for a, _ in pairs:
+            a.send(b"x")
+        events = reactor.wait(PROMPT)
+        assert type(events) is list
+        assert all(bits_for(events, target) & READ for target in targets)
+    finally:
+        for a, b in pairs:
+            reactor.deregister(b.fileno())
+            a.close()
+            b.close()
 
 
 def test_peer_close_reports_read(
@@ -382,11 +450,125 @@ def test_level_interest_changed_interrupts_and_rebuilds(
 def test_select_refuses_fds_it_cannot_watch() -> None:
     reactor = create_reactor("select")
     try:
-        for fd in (1024, -1):
-            with pytest.raises(ValueError, match="cannot watch"):
+        # Beyond FD_SETSIZE: an OSError like any other I/O failure of that
+        # socket, so callers that handle OSError (a server's accept loop)
+        # carry on.
+        for fd in (1024, 5000):
+            with pytest.raises(OSError, match="cannot watch") as info:
                 reactor.register(fd, Target())
+            assert info.value.errno == errno.EINVAL
+        with pytest.raises(ValueError, match="cannot watch"):
+            reactor.register(-1, Target())
     finally:
         reactor.close()
+
+
+#: On the select backend, fills every fd below FD_SETSIZE so that the next
+#: accepted connection lands above it: ``accept()`` must fail with
+#: ``OSError(EINVAL)``, and a ``TCPServer`` must log, back off and go on
+#: serving once fds are free again.
+_HIGH_FD_SCRIPT = textwrap.dedent(
+    """
+    import json, logging, os, resource, socket, sys, threading
+    sys.path.insert(0, sys.argv[1])
+    import corosio_py as cio
+
+    LIMIT = 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2 * LIMIT:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(2 * LIMIT, hard), hard))
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append([record.levelname, record.getMessage(), record.exc_info is not None])
+
+    logging.getLogger("corosio_py").addHandler(Keep())
+    logging.getLogger("corosio_py").setLevel(logging.DEBUG)
+
+    def hog_low_fds():
+        hogs = []
+        while True:
+            fd = os.open(os.devnull, os.O_RDONLY)
+            if fd >= LIMIT:
+                os.close(fd)
+                return hogs
+            hogs.append(fd)
+
+    def release(hogs):
+        for fd in hogs:
+            os.close(fd)
+
+    out = {}
+
+    async def accept_high():
+        acc = cio.TCPAcceptor(cio.current_executor().context, ("127.0.0.1", 0))
+        hogs = hog_low_fds()
+        client = socket.create_connection(("127.0.0.1", acc.local_endpoint().port))
+        out["client_fd"] = client.fileno()
+        try:
+            await acc.accept()
+            out["accept"] = "accepted"
+        except OSError as exc:
+            out["accept"] = [exc.errno, str(exc)]
+        release(hogs)
+        client.close()
+        acc.close()
+
+    cio.run(accept_high(), backend="select")
+
+    async def greet(sock):
+        await sock.write_all(b"hi")
+
+    ctx = cio.IOContext(backend="select")
+    server = cio.TCPServer(ctx, ("127.0.0.1", 0), greet)
+    server.start()
+    port = server.local_endpoint().port
+    runner = threading.Thread(target=ctx.run)
+    runner.start()
+    hogs = hog_low_fds()
+    first = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        out["first"] = first.recv(16).decode()
+    except ConnectionResetError:
+        out["first"] = "reset"
+    release(hogs)
+    first.close()
+    second = socket.create_connection(("127.0.0.1", port), timeout=10)
+    out["second"] = second.recv(16).decode()
+    second.close()
+    out["running"] = server.running
+    server.stop()
+    ctx.stop()
+    runner.join(10)
+    ctx.close()
+    out["records"] = records
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.skipif("select" not in BACKENDS, reason="no select backend")
+def test_select_accept_beyond_fd_setsize_is_einval_and_server_survives() -> None:
+    pytest.importorskip("resource")
+    proc = subprocess.run(
+        [sys.executable, "-c", _HIGH_FD_SCRIPT, REPO_ROOT],
+        capture_output=True,
+        text=True,
+        timeout=25,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["client_fd"] >= 1024
+    code, message = out["accept"]
+    assert code == errno.EINVAL
+    assert "FD_SETSIZE" in message
+    assert out["first"] in ("", "reset")  # that connection was closed
+    assert out["second"] == "hi"  # the accept loop carried on
+    assert out["running"] is True
+    assert not [r for r in out["records"] if r[0] in ("ERROR", "CRITICAL") or r[2]], out
+    assert any(r[0] == "WARNING" and "accept failed" in r[1] for r in out["records"]), out
 
 
 # -- the ladder ------------------------------------------------------------------
@@ -637,3 +819,67 @@ class TestEmulatedKqueue:
         assert kq.closed
         with pytest.raises(ValueError, match="closed"):
             kq.control(None, 1, 0)
+
+
+# -- platforms without epoll (macOS, the BSDs) ------------------------------------
+
+_EMULATION = os.path.join(REPO_ROOT, "corosio_py", "_reactor", "_kqueue_emulation.py")
+
+#: Strips ``select`` of epoll like macOS's, optionally gives it a kqueue
+#: (the emulation, loaded under another name before the names go, with its
+#: own view of the real ``select``), then imports corosio_py and does I/O.
+_NO_EPOLL_SCRIPT = textwrap.dedent(
+    """
+    import importlib.util, json, select, sys, types
+    mode, root, emulation = sys.argv[1:4]
+    spec = importlib.util.spec_from_file_location("fake_kqueue", emulation)
+    fake = sys.modules["fake_kqueue"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fake)
+    fake.select = types.SimpleNamespace(**vars(select))
+    for name in [n for n in dir(select) if n == "epoll" or n.startswith("EPOLL")]:
+        delattr(select, name)
+    if mode == "kqueue":
+        select.kqueue = fake.EmulatedKqueue
+        select.kevent = fake.kevent
+        for name in [n for n in dir(fake) if n.startswith("KQ_")]:
+            setattr(select, name, getattr(fake, name))
+    sys.path.insert(0, root)
+    import corosio_py as cio
+    from corosio_py.testing import socket_pair
+
+    async def main():
+        ctx = cio.current_executor().context
+        a, b = socket_pair(ctx)
+        await a.write_all(b"ping")
+        buf = bytearray(4)
+        n = await b.read_some(buf)
+        await cio.sleep(0.01)
+        a.close()
+        b.close()
+        return [ctx.backend, bytes(buf[:n]).decode()]
+
+    backend, got = cio.run(main())
+    loaded = sorted(m for m in sys.modules if m.startswith("corosio_py._reactor."))
+    print(json.dumps({"available": cio.available_backends(), "backend": backend,
+                      "got": got, "loaded": loaded}))
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="needs epoll to strip (and emulate)")
+@pytest.mark.parametrize(("mode", "expected"), [("none", "poll"), ("kqueue", "kqueue")])
+def test_imports_and_runs_without_epoll(mode: str, expected: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_EPOLL_SCRIPT, mode, REPO_ROOT, _EMULATION],
+        capture_output=True,
+        text=True,
+        timeout=25,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["backend"] == out["available"][0] == expected
+    assert "epoll" not in out["available"]
+    assert out["got"] == "ping"
+    assert "corosio_py._reactor._epoll" not in out["loaded"]
+    assert "corosio_py._reactor._kqueue_emulation" not in out["loaded"]
