@@ -1,7 +1,8 @@
 """The main demo (``make demo``): the HTTP server under load.
 
 Starts the HTTP/1.1 keep-alive server of :mod:`corosio_py.examples.http_server`
-on 127.0.0.1 served by 4 threads of one IOContext, drives it for 5 seconds
+on 127.0.0.1 served by several threads of one IOContext (as many as pay for
+themselves on this interpreter, unless ``--threads`` says), drives it for 5 seconds
 with the load client of :mod:`corosio_py.examples.http_load` in a separate
 process, then prints requests per second, latency percentiles and how many
 handlers (and requests) each server thread ran.
@@ -11,12 +12,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
 import corosio_py as cio
+from corosio_py._scheduler import gil_enabled
 
 from .http_server import positive_float, positive_int, serve, shutdown
+
+
+def default_threads() -> tuple[int, str]:
+    """The server thread count that is fastest on this interpreter, and why."""
+    if gil_enabled():
+        return 1, (
+            "standard CPython (GIL on): pure-Python handlers cannot run in parallel, "
+            "and the scheduler keeps one thread busy however many run the context, "
+            "so 1 thread is fastest"
+        )
+    cores = os.cpu_count() or 1
+    return max(2, min(4, cores)), (
+        f"free-threaded CPython (no GIL): handlers run in parallel on {cores} cores"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,7 +43,10 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--threads", type=positive_int, default=4, help="server threads (default: 4)"
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="server threads (default: the fastest count for this interpreter)",
     )
     parser.add_argument(
         "--connections",
@@ -44,6 +64,11 @@ def main(argv: list[str] | None = None) -> None:
         help=f"reactor backend of the server (default: {cio.available_backends()[0]})",
     )
     args = parser.parse_args(argv)
+    if args.threads is None:
+        args.threads, why = default_threads()
+    else:
+        why = "chosen with --threads"
+    print(f"{args.threads} server thread(s): {why}", flush=True)
 
     ctx, server, stats, workers = serve("127.0.0.1", 0, args.threads, args.backend)
     port = server.local_endpoint().port

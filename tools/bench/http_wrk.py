@@ -333,6 +333,7 @@ WORKLOAD = Workload(
         # The same server run by one thread (default backend only): what the
         # extra threads cost or gain on this (GIL) build.
         Impl("corosio_py_1thread", "corosio_py", threads=(1,), all_backends=False),
+        Impl("corosio_py_2threads", "corosio_py", threads=(2,), all_backends=False),
         Impl("asyncio_streams", "asyncio", backend=asyncio_backend_label()),
         Impl("uvloop_streams", "uvloop", backend="libuv"),
     ),
