@@ -158,13 +158,15 @@ if ! { [ -x "$PY" ] && "$PY" -c 'import sys, ssl, zlib, ctypes; assert not sys._
     srcdir="$(dirname "$(ls "$WORK"/src/*/configure | head -1)")"
     [ -x "$srcdir/configure" ] || die "no configure script in $orig"
 
-    log "configure --disable-gil --prefix=$PREFIX (log: $WORK/build.log)"
+    # The log lives beside the prefix: the work tree goes, even on failure.
+    build_log="$PREFIX.build.log"
+    log "configure --disable-gil --prefix=$PREFIX; make -j$JOBS; make install (log: $build_log)"
     (
         cd "$srcdir"
         ./configure --disable-gil --prefix="$PREFIX" --with-ensurepip=install
         make -j"$JOBS"
         make install
-    ) >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log" >&2; die "build failed"; }
+    ) >"$build_log" 2>&1 || { tail -40 "$build_log" >&2; die "build failed (log: $build_log)"; }
     [ -x "$PY" ] || die "make install did not produce $PY"
     rm -rf "$WORK"
     trap - EXIT
