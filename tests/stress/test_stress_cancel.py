@@ -199,13 +199,20 @@ class Round:
                     self.pending -= 1
 
 
-def do_cancel(slot: Slot) -> None:
-    while slot.task is None:  # the task can run before spawn() returned
+def task_of(slot: Slot) -> corosio_py.Task[None]:
+    """The slot's task, once the controller has stored it: a runner thread
+    can start the task (and a racer act on it) before ``spawn()`` returned."""
+    while slot.task is None:
         time.sleep(0)
+    return slot.task
+
+
+def do_cancel(slot: Slot) -> None:
+    task = task_of(slot)
     slot.cancel_issued = True
     how = slot.how
     if how == "task":
-        slot.task.cancel()
+        task.cancel()
     elif how == "token":
         assert slot.token_source is not None
         slot.token_source.request_stop()
@@ -240,9 +247,9 @@ def do_complete(slot: Slot) -> None:
     elif kind == "write":
         # The peer reads until the writing task is done: both writes (the
         # one filling the pipe and the racing one) complete unless cancelled.
-        assert slot.a is not None and slot.task is not None
+        assert slot.a is not None
         fd = slot.a.fileno()
-        task = slot.task
+        task = task_of(slot)
         while not task.done():
             drain(fd)
             time.sleep(0.0001)
