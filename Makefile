@@ -31,17 +31,21 @@ stress: $(STAMP)
 # caches it (and a venv with the test tools) outside the checkout, in
 # COROSIO_FT_PREFIX (default ~/.cache/corosio_py/python3.13t), printing the
 # venv's interpreter.  The checkout's package runs from PYTHONPATH (no
-# install): the unit suite, then the stress suite at COROSIO_FT_STRESS_SCALE.
+# install): the unit suite, then the stress suite at COROSIO_FT_STRESS_SCALE
+# (both run; either failing fails the target).
 COROSIO_FT_STRESS_SCALE ?= 0.2
 
 test-ft:
-	@ftpy="$$(tools/build_freethreaded.sh)" && \
-	echo "== free-threaded: $$ftpy ($$($$ftpy -c 'import sys; print(sys.version.split()[0], "GIL enabled:", sys._is_gil_enabled())'))" && \
-	echo "== free-threaded: unit tests" && \
-	PYTHONPATH=. $$ftpy -m pytest tests/unit -q -p no:cacheprovider && \
-	echo "== free-threaded: stress tests (COROSIO_STRESS_SCALE=$(COROSIO_FT_STRESS_SCALE))" && \
+	@ftpy="$$(tools/build_freethreaded.sh)" || exit 1; \
+	echo "== free-threaded: $$ftpy ($$($$ftpy -c 'import sys; print(sys.version.split()[0], "GIL enabled:", sys._is_gil_enabled())'))"; \
+	rc=0; \
+	echo "== free-threaded: unit tests"; \
+	PYTHONPATH=. $$ftpy -m pytest tests/unit -q -p no:cacheprovider || rc=1; \
+	echo "== free-threaded: stress tests (COROSIO_STRESS_SCALE=$(COROSIO_FT_STRESS_SCALE))"; \
 	PYTHONPATH=. COROSIO_STRESS_SCALE=$(COROSIO_FT_STRESS_SCALE) \
-		$$ftpy -m pytest tests/stress -q -s -p no:cacheprovider
+		$$ftpy -m pytest tests/stress -q -s -p no:cacheprovider || rc=1; \
+	[ "$$rc" = 0 ] || echo "== free-threaded: FAILED (see above)" >&2; \
+	exit $$rc
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check corosio_py tests tools

@@ -5,10 +5,11 @@
 # interpreter path.
 #
 #   tools/build_freethreaded.sh            # build (first time) and print the path
-#   "$(tools/build_freethreaded.sh | tail -1)" -m pytest ...
+#   "$(tools/build_freethreaded.sh)" -m pytest ...
 #
 # Environment:
-#   COROSIO_FT_PREFIX  install prefix (default ~/.cache/corosio_py/python3.13t);
+#   COROSIO_FT_PREFIX  install prefix (default ~/.cache/corosio_py/python3.13t,
+#                      under XDG_CACHE_HOME when that is set);
 #                      the venv is $COROSIO_FT_PREFIX/venv
 #   COROSIO_FT_JOBS    parallel make jobs (default 2)
 #   COROSIO_FT_MIRROR  Debian mirror URI for the source package (default: the
@@ -17,10 +18,12 @@
 # The source is Debian's python3.13 package from the trixie suite, fetched with
 # apt-get against a private source list, so the machine's own apt state is not
 # touched.  Only the upstream tarball is used; Debian's patches are not applied.
-# All progress goes to stderr; the last line on stdout is the interpreter path.
+# All progress goes to stderr; stdout holds only the interpreter path.
 set -euo pipefail
 
-PREFIX="${COROSIO_FT_PREFIX:-$HOME/.cache/corosio_py/python3.13t}"
+# HOME may be unset under a CI runner: fall back to the user's home directory.
+CACHE_ROOT="${XDG_CACHE_HOME:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache}"
+PREFIX="${COROSIO_FT_PREFIX:-$CACHE_ROOT/corosio_py/python3.13t}"
 VENV="$PREFIX/venv"
 PY="$PREFIX/bin/python3.13t"
 VPY="$VENV/bin/python"
