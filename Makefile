@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # Scale factor for tests/stress (1 = full run; CI uses 0.2).
 COROSIO_STRESS_SCALE ?= 1
 
-.PHONY: install test stress lint bench bench-quick demo clean
+.PHONY: install test stress test-ft lint bench bench-quick demo clean
 
 install: $(STAMP)
 
@@ -26,6 +26,26 @@ test: $(STAMP)
 
 stress: $(STAMP)
 	COROSIO_STRESS_SCALE=$(COROSIO_STRESS_SCALE) $(VPY) -m pytest tests/stress -q -s
+
+# Free-threaded CPython 3.13t: tools/build_freethreaded.sh builds it once and
+# caches it (and a venv with the test tools) outside the checkout, in
+# COROSIO_FT_PREFIX (default ~/.cache/corosio_py/python3.13t), printing the
+# venv's interpreter.  The checkout's package runs from PYTHONPATH (no
+# install): the unit suite, then the stress suite at COROSIO_FT_STRESS_SCALE
+# (both run; either failing fails the target).
+COROSIO_FT_STRESS_SCALE ?= 0.2
+
+test-ft:
+	@ftpy="$$(tools/build_freethreaded.sh)" || exit 1; \
+	echo "== free-threaded: $$ftpy ($$($$ftpy -c 'import sys; print(sys.version.split()[0], "GIL enabled:", sys._is_gil_enabled())'))"; \
+	rc=0; \
+	echo "== free-threaded: unit tests"; \
+	PYTHONPATH=. $$ftpy -m pytest tests/unit -q -p no:cacheprovider || rc=1; \
+	echo "== free-threaded: stress tests (COROSIO_STRESS_SCALE=$(COROSIO_FT_STRESS_SCALE))"; \
+	PYTHONPATH=. COROSIO_STRESS_SCALE=$(COROSIO_FT_STRESS_SCALE) \
+		$$ftpy -m pytest tests/stress -q -s -p no:cacheprovider || rc=1; \
+	[ "$$rc" = 0 ] || echo "== free-threaded: FAILED (see above)" >&2; \
+	exit $$rc
 
 # mypy also checks the package as macOS and FreeBSD see it (no epoll names
 # in select and os there), so the kqueue path stays importable off Linux.

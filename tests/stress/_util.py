@@ -15,6 +15,11 @@ Every stress test takes the ``stress`` fixture (conftest.py), a
   clear message before the pytest timeout (``timeout_for``) kills the test;
 * the progress and summary lines (``[stress] ...``; run with ``-s``).
 
+Each phase of a racing test runs under :func:`interleaving`: a GIL switch
+interval and a :class:`Jitter` that the test calls at its race points, so
+races are exercised on free-threaded CPython too, where the switch interval
+does nothing.
+
 Part of the iterations of each test runs on contexts created with
 ``COROSIO_DEBUG=1`` (:func:`make_context`), so the scheduler checks its
 invariants after every step and a double completion raises
@@ -110,7 +115,8 @@ class Stress:
         extra = "".join(f" {k}={v}" for k, v in info.items())
         say(
             f"START {self.name} seed={self.seed} scale={SCALE:g} "
-            f"iterations={iterations} deadline={self.budget:.0f}s{extra}"
+            f"iterations={iterations} deadline={self.budget:.0f}s "
+            f"gil={'on' if gil_enabled() else 'off'}{extra}"
         )
 
     def phases(self, total: int) -> list[tuple[bool, int]]:
@@ -192,7 +198,10 @@ def make_context(backend: str, *, debug: bool) -> IOContext:
 @contextmanager
 def switch_interval(seconds: float) -> Iterator[None]:
     """Run with another GIL switch interval (a shorter one interleaves the
-    threads more finely, which widens the set of schedules tried)."""
+    threads more finely, which widens the set of schedules tried).
+
+    Without a GIL (free-threaded CPython) the interval changes nothing: use
+    :func:`interleaving`, whose :class:`Jitter` works on both builds."""
     old = sys.getswitchinterval()
     sys.setswitchinterval(seconds)
     try:
@@ -203,6 +212,84 @@ def switch_interval(seconds: float) -> Iterator[None]:
 
 #: Switch intervals a phase picks from (CPython's default is 0.005).
 SWITCH_INTERVALS = (0.005, 0.0005, 0.0001)
+
+
+def gil_enabled() -> bool:
+    """Whether this interpreter runs with the GIL (always so before 3.13)."""
+    check = getattr(sys, "_is_gil_enabled", None)
+    return True if check is None else bool(check())
+
+
+#: Pause probabilities a phase's :class:`Jitter` picks from: 0 leaves the
+#: race windows at their narrowest, higher ones move where the threads meet.
+JITTER_LEVELS = (0.0, 0.3, 0.7)
+
+
+class Jitter:
+    """Random short pauses at chosen points of racing threads.
+
+    The GIL switch interval only moves where the GIL preempts a thread;
+    without a GIL (free-threaded 3.13t) it does nothing, and racing threads
+    on separate cores keep meeting at much the same point of each other's
+    path.  Calling a Jitter at a race point (right before a cancel, right
+    before an await that the cancel races, ...) pauses that thread with
+    probability ``level``: a yield (``time.sleep(0)``), a pure-Python spin of
+    up to a few hundred loop iterations, or a 50-200 us sleep, so the other
+    side of the race overtakes it at varying moments, on both builds.
+
+    Callable from any thread without a lock: each thread draws from its own
+    ``random.Random``, seeded from ``seed`` and the order in which threads
+    first call (so a seed fixes the pause pattern of each thread, not the
+    schedule).
+    """
+
+    def __init__(self, seed: int, level: float) -> None:
+        if not 0.0 <= level <= 1.0:
+            raise ValueError(f"jitter level must be in [0, 1], got {level}")
+        self.seed = seed
+        self.level = level
+        self._local = threading.local()
+        self._lock = threading.Lock()  # guards _threads
+        self._threads = 0
+
+    def _rng(self) -> random.Random:
+        rng: random.Random | None = getattr(self._local, "rng", None)
+        if rng is None:
+            with self._lock:
+                index = self._threads
+                self._threads += 1
+            rng = random.Random(self.seed * 1_000_003 + index)
+            self._local.rng = rng
+        return rng
+
+    def __call__(self) -> None:
+        """Maybe pause this thread briefly (see the class docstring)."""
+        if self.level <= 0.0:
+            return
+        rng = self._rng()
+        draw = rng.random()
+        if draw >= self.level:
+            return
+        draw /= self.level  # uniform in [0, 1) again: picks the kind of pause
+        if draw < 0.43:
+            time.sleep(0)
+        elif draw < 0.79:
+            for _ in range(rng.randrange(400)):
+                pass
+        else:
+            time.sleep(rng.choice((0.00005, 0.0002)))
+
+
+@contextmanager
+def interleaving(st: Stress, intervals: tuple[float, ...] = SWITCH_INTERVALS) -> Iterator[Jitter]:
+    """One phase's interleaving, picked with the test's seed: a GIL switch
+    interval (effective on GIL builds only) and a :class:`Jitter` level
+    (effective on both builds) for the phase's race points."""
+    interval = st.rng.choice(intervals)
+    jitter = Jitter(st.rng.randrange(1 << 32), st.rng.choice(JITTER_LEVELS))
+    say(f"  .. {st.name} phase: switch interval {interval:g}s, jitter level {jitter.level:g}")
+    with switch_interval(interval):
+        yield jitter
 
 
 # ------------------------------------------------------------------ threads

@@ -7,15 +7,24 @@
   (an exception swallowed in a done callback -- where a debug
   ``InvariantError`` raised by a join would end up -- or a task exception
   nobody retrieved).
+
+The report header names the interpreter build (GIL or free-threaded).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 
 import pytest
-from _util import Stress
+from _util import Stress, gil_enabled
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Name the build: the stress tests interleave differently without a GIL."""
+    build = "GIL" if gil_enabled() else "free-threaded (no GIL)"
+    return f"corosio_py stress: {sys.implementation.name} {sys.version.split()[0]}, {build} build"
 
 
 @pytest.fixture

@@ -40,13 +40,13 @@ from typing import Any
 
 import pytest
 from _util import (
-    SWITCH_INTERVALS,
+    Jitter,
     Stress,
     Threads,
     close_context,
+    interleaving,
     make_context,
     scaled,
-    switch_interval,
     timeout_for,
     wait_for,
 )
@@ -83,6 +83,8 @@ HOWS = {
 TIMER_DELAYS = (0.0, 0.0001, 0.001, 0.004, 0.01)
 #: Share of cancels issued by the controller right after spawn.
 PRECANCEL = 0.1
+#: How often a racer pauses before its action (a :class:`Jitter` level).
+RACER_JITTER = 0.7
 FILL = memoryview(bytes(1 << 20))
 LINGER_0 = struct.pack("ii", 1, 0)
 
@@ -143,6 +145,9 @@ class Slot:
         self.run.rng_shuffle(actions)
         for what in actions:
             self.run.enqueue(self, what)
+        # The racers may now act: pausing here lets them land before the
+        # initiation as well as during or after it, on both builds.
+        self.run.jitter()
 
     def record(self, outcome: str, detail: str = "") -> None:
         self.outcomes.append(outcome)
@@ -153,9 +158,11 @@ class Slot:
 class Round:
     """The shared state of one phase's rounds: queue, racers, counters."""
 
-    def __init__(self, st: Stress, ctx: IOContext) -> None:
+    def __init__(self, st: Stress, ctx: IOContext, jitter: Jitter) -> None:
         self.st = st
         self.ctx = ctx
+        #: The phase's pauses at the task's and the controller's race points.
+        self.jitter = jitter
         self.q: queue.SimpleQueue[tuple[Slot, str] | None] = queue.SimpleQueue()
         self.pending = 0
         self.lock = threading.Lock()
@@ -172,23 +179,14 @@ class Round:
         self.q.put((slot, what))
 
     def racer(self, seed: int) -> None:
-        rng = random.Random(seed)
+        jitter = Jitter(seed, RACER_JITTER)
         while True:
             item = self.q.get()
             if item is None:
                 return
             slot, what = item
             try:
-                jitter = rng.random()
-                if jitter < 0.3:
-                    pass
-                elif jitter < 0.6:
-                    time.sleep(0)
-                elif jitter < 0.85:
-                    for _ in range(rng.randrange(400)):
-                        pass
-                else:
-                    time.sleep(rng.choice((0.00005, 0.0002)))
+                jitter()
                 if what == "cancel":
                     do_cancel(slot)
                 else:
@@ -201,13 +199,20 @@ class Round:
                     self.pending -= 1
 
 
-def do_cancel(slot: Slot) -> None:
-    while slot.task is None:  # the task can run before spawn() returned
+def task_of(slot: Slot) -> corosio_py.Task[None]:
+    """The slot's task, once the controller has stored it: a runner thread
+    can start the task (and a racer act on it) before ``spawn()`` returned."""
+    while slot.task is None:
         time.sleep(0)
+    return slot.task
+
+
+def do_cancel(slot: Slot) -> None:
+    task = task_of(slot)
     slot.cancel_issued = True
     how = slot.how
     if how == "task":
-        slot.task.cancel()
+        task.cancel()
     elif how == "token":
         assert slot.token_source is not None
         slot.token_source.request_stop()
@@ -242,9 +247,9 @@ def do_complete(slot: Slot) -> None:
     elif kind == "write":
         # The peer reads until the writing task is done: both writes (the
         # one filling the pipe and the racing one) complete unless cancelled.
-        assert slot.a is not None and slot.task is not None
+        assert slot.a is not None
         fd = slot.a.fileno()
-        task = slot.task
+        task = task_of(slot)
         while not task.done():
             drain(fd)
             time.sleep(0.0001)
@@ -351,9 +356,9 @@ def test_operations_race_cancellation(backend: str, group: str, stress: Stress) 
     done = 0
     rounds = 0
     for debug, n in st.phases(total):
-        with switch_interval(st.rng.choice(SWITCH_INTERVALS)):
+        with interleaving(st) as jitter:
             rounds += _race_phase(
-                st, backend, debug, n, done, (kinds, weights), outcomes, per_kind, per_how
+                st, backend, debug, n, done, (kinds, weights), outcomes, per_kind, per_how, jitter
             )
         done += n
     won = {k: f"{c['completed']}/{c['cancelled']}/{c['ebadf']}" for k, c in per_kind.items()}
@@ -378,10 +383,11 @@ def _race_phase(
     outcomes: Counter[str],
     per_kind: dict[str, Counter[str]],
     per_how: Counter[str],
+    jitter: Jitter,
 ) -> int:
     rng = st.rng
     ctx = make_context(backend, debug=debug)
-    rd = Round(st, ctx)
+    rd = Round(st, ctx, jitter)
     runners = Threads(st, "runner")
     racers = Threads(st, "racer")
     read_pool: list[tuple[TCPSocket, TCPSocket]] = []
@@ -509,6 +515,7 @@ def _one_round(
     for slot in slots:
         slot.task = corosio_py.spawn(ctx, race(slot))
         if rng.random() < PRECANCEL:
+            rd.jitter()  # before, as the task first runs, or after it started
             do_cancel(slot)  # from the controller, maybe before the task ran
     wait_for(
         st,
