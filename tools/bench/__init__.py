@@ -19,6 +19,7 @@ WORKLOADS: tuple[str, ...] = (
     "post_throughput",
     "cross_thread_post",
     "mt_scaling",
+    "mt_scaling_20us",
     "coroutine_resumes",
     "timers",
     "gil_release",

@@ -42,11 +42,12 @@ from tools.bench._harness import (
 WORK_ITERATIONS = 16
 
 
-def make_handler() -> tuple[Callable[[], None], Callable[[], int]]:
-    """The handler and a function that reads how many times it ran."""
+def make_handler(work: int = WORK_ITERATIONS) -> tuple[Callable[[], None], Callable[[], int]]:
+    """The handler (``work`` loop iterations) and a function that reads how
+    many times it ran."""
     counter = itertools.count()
     tick = counter.__next__
-    iterations = range(WORK_ITERATIONS)
+    iterations = range(work)
 
     def handler() -> None:
         x = 0
@@ -64,7 +65,7 @@ def make_handler() -> tuple[Callable[[], None], Callable[[], int]]:
 def _corosio(args: RunArgs, lockless: bool) -> tuple[float, int, int]:
     h = args.params["handlers"]
     n = args.threads
-    handler, ran = make_handler()
+    handler, ran = make_handler(args.params.get("iterations", WORK_ITERATIONS))
     with corosio_context(args, lockless=lockless) as ctx:
         for _ in range(h):
             ctx.post(handler)
@@ -93,7 +94,7 @@ def _corosio(args: RunArgs, lockless: bool) -> tuple[float, int, int]:
 
 def _asyncio(args: RunArgs) -> tuple[float, int, int]:
     h = args.params["handlers"]
-    handler, ran = make_handler()
+    handler, ran = make_handler(args.params.get("iterations", WORK_ITERATIONS))
     loop = new_event_loop(args.impl)
     try:
         for _ in range(h):
