@@ -597,11 +597,9 @@ def test_stop_token_races(backend: str) -> None:
         left = 0
         while n := await b.read_some(bytearray(512)):
             left += n
-        # A stop that lands after the byte was read but before the reader
-        # resumed turns the result into Cancelled (3.10.3): that byte is
-        # gone, so only an upper bound holds, and each loss is a cancel.
-        assert got + left <= written
-        assert written - (got + left) <= cancelled
+        # Cancellation never loses data: a stop that lands after the byte
+        # was read but before the reader resumed still delivers the byte.
+        assert got + left == written
         a.close()
         b.close()
         return got, cancelled
