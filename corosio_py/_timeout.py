@@ -40,6 +40,12 @@ class timeout:  # noqa: N801 - a lower-case context manager, like asyncio.timeou
     ``with`` raises ``TimeoutError``.  A non-positive ``seconds`` lets the
     body run up to its first suspension, which is cancelled at once.  Use it
     inside a corosio_py task (``RuntimeError`` otherwise).
+
+    Cancellation never loses data: an operation that had already completed
+    when the deadline passed (its task not yet resumed) delivers its result,
+    and the expiry cancels the next suspension inside the block instead.
+    If the block ends without suspending again, nothing was cancelled: it
+    exits normally (``expired`` is still True), as trio and asyncio do.
     """
 
     __slots__ = ("_delay", "_task", "_scope", "_entry", "_cancels_at_enter")
