@@ -26,6 +26,7 @@ class _Watch(Operation):
 
     def __init__(self) -> None:
         super().__init__()
+        self._awaited = True  # internal, reused: never "unawaited"
         self._lock = threading.Lock()
         self._remaining = 0
         self.failed: list[Task[Any]] = []  # children that raised, in order

@@ -198,8 +198,7 @@ class Task(Generic[T]):
         return self._ctx
 
     def __await__(self) -> Generator[Any, Any, T]:
-        result: T = yield _JoinOp(self)
-        return result
+        return _JoinOp(self).__await__()  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         coro = self._coro
@@ -539,6 +538,7 @@ class _YieldOp(Operation):
 
 
 _YIELD = _YieldOp()
+_YIELD._awaited = True  # shared by every yield_now(): never "unawaited"
 
 
 def yield_now() -> Operation:
@@ -569,6 +569,10 @@ def spawn(ctx_or_executor: IOContext | Executor, coro: Awaitable[T]) -> Task[T]:
     if isinstance(coro, Coroutine):
         body: Coroutine[Any, Any, T] = coro
     elif isinstance(coro, Awaitable):
+        if isinstance(coro, Operation):
+            # Handed over to be awaited: a cancel before the first step
+            # means it never starts, which is no "never awaited" mistake.
+            coro._awaited = True
         body = _await(coro)  # an operation such as sleep() or read_some()
     else:
         raise TypeError(f"spawn() needs a coroutine or awaitable, got {type(coro).__name__}")
@@ -618,14 +622,19 @@ def run(coro: Coroutine[Any, Any, T], *, threads: int = 1, backend: str | None =
     Returns its result or raises its exception.  When it finishes the
     context is closed: other unfinished tasks are cancelled (their
     coroutines closed).
+
+    :raises TypeError: for a non-coroutine or a non-int ``threads``.
+    :raises ValueError: for ``threads < 1`` or an unknown ``backend``
+        (``coro`` is closed, so no "never awaited" warning follows).
     """
-    if isinstance(threads, bool) or not isinstance(threads, int):
-        raise TypeError("threads must be an int")
-    if threads < 1:
-        raise ValueError("threads must be >= 1")
     if not isinstance(coro, Coroutine):
         raise TypeError(f"run() needs a coroutine, got {type(coro).__name__}")
     try:
+        # The coroutine is closed on every refusal: never "never awaited".
+        if isinstance(threads, bool) or not isinstance(threads, int):
+            raise TypeError(f"threads must be an int, not {type(threads).__name__}")
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, not {threads}")
         ctx = IOContext(backend=backend)
     except BaseException:
         coro.close()
