@@ -61,6 +61,37 @@ def _check_family(family: object) -> socket.AddressFamily:
     return socket.AddressFamily(family)
 
 
+def _view(obj: Any) -> memoryview:
+    """A memoryview of ``obj``: ``obj`` itself when it already is one.
+
+    Never a view derived from the caller's memoryview: on free-threaded
+    CPython 3.13, views derived from one memoryview by several threads at
+    once can release it under its other users (the managed buffer's export
+    count is not atomic, CPython gh-155606), and one buffer is often shared
+    by writes running on several threads.
+
+    :raises TypeError: when ``obj`` is not bytes-like.
+    :raises ValueError: when it is a released memoryview.
+    """
+    if type(obj) is memoryview:
+        return obj
+    return memoryview(obj)
+
+
+def _byte_view(obj: Any) -> memoryview:
+    """A one-dimensional unsigned-byte view of ``obj`` (see :func:`_view`).
+
+    A caller's memoryview that already has that shape is used as it is.
+
+    :raises TypeError: when ``obj`` is not bytes-like (or not contiguous).
+    :raises ValueError: when it is a released memoryview.
+    """
+    view = _view(obj)
+    if view.format == "B" and view.ndim == 1 and view.c_contiguous:
+        return view
+    return view.cast("B")
+
+
 def create_socket(family: object, *, v6only: bool) -> socket.socket:
     """A non-blocking, close-on-exec TCP socket configured as 3.11.4-3.11.5 ask.
 
@@ -356,7 +387,7 @@ class TCPSocket(DescriptorHandle):
             size = len(buffer)
         else:
             try:
-                view = memoryview(buffer)
+                view = _view(buffer)
             except TypeError:
                 return FailedOp(
                     TypeError(f"read_some needs a writable buffer, not {type(buffer).__name__}"),
@@ -397,7 +428,7 @@ class TCPSocket(DescriptorHandle):
             size = 0
             try:
                 for item in data:
-                    size += memoryview(item).nbytes
+                    size += _view(item).nbytes
             except TypeError:
                 return FailedOp(
                     TypeError("write_some needs bytes-like objects in the list"), stop_token
@@ -409,7 +440,7 @@ class TCPSocket(DescriptorHandle):
             gather = True
         else:
             try:
-                size = memoryview(data).nbytes
+                size = _view(data).nbytes
             except TypeError:
                 return FailedOp(
                     TypeError(f"write_some needs a bytes-like object, not {kind.__name__}"),
@@ -459,7 +490,7 @@ class TCPSocket(DescriptorHandle):
         check_token(stop_token)
         if type(data) is list or type(data) is tuple:
             try:
-                views = [memoryview(item).cast("B") for item in data]
+                views = [_byte_view(item) for item in data]
             except TypeError:
                 raise TypeError("write_all needs bytes-like objects in the list") from None
             views = [v for v in views if v.nbytes]
@@ -476,7 +507,7 @@ class TCPSocket(DescriptorHandle):
                         count = 0
             return total
         try:
-            view = memoryview(data).cast("B")
+            view = _byte_view(data)
         except TypeError:
             raise TypeError(
                 f"write_all needs a bytes-like object, not {type(data).__name__}"
