@@ -4,9 +4,15 @@ A task is resumed by whichever thread runs its queued resumption, never by
 two threads at once: a resumption is queued only by the single party that
 completed (claimed) the operation the task was suspended on.  Everything the
 driver shares with other threads -- the current operation, a pending cancel
-request -- is guarded by ``Task._lock``; the result and done callbacks by
-``Task._done_lock``.  Lock order: task lock, then an operation's own lock
-(descriptor, timer queue, another task's done lock), then the scheduler lock.
+request, whether a step is running (so that ``IOContext.close()`` never
+closes a running coroutine) -- is guarded by ``Task._lock``; the result and
+done callbacks by ``Task._done_lock``.  Lock order: task lock, then an
+operation's own lock (descriptor, timer queue, another task's done lock,
+a stop source's lock), then the scheduler lock.
+
+Cancellation never loses data: a cancel that arrives after the awaited
+operation completed leaves the result to be delivered and stays pending
+until the task's next suspension (see :meth:`Task._step`).
 """
 
 from __future__ import annotations
@@ -374,11 +380,6 @@ class Task(Generic[T]):
         self._stepping = False
         return self._abandon_requested
 
-    def _consume_cancel_request(self) -> bool:
-        """Take a pending cancel request, if any."""
-        with self._lock:
-            return self._take_request_locked()
-
     def _take_request_locked(self) -> bool:
         if self._cancel_requested is None:
             return False
@@ -447,12 +448,14 @@ class Task(Generic[T]):
                 self._abandon_requested = True
                 return
             coro, self._coro = self._coro, None
+            op = self._op
         if coro is None:
             return  # finished, or already abandoned
-        # A resumption queued with a completed result nobody will receive.
+        # A resumption queued with a completed result nobody will receive
+        # (its step, should it still run, finds no coroutine and returns).
         value, self._value = self._value, _NOTHING
-        if value is not _NOTHING and self._op is not None:
-            self._op.discard(value)
+        if value is not _NOTHING and op is not None:
+            op.discard(value)
         try:
             coro.close()  # runs its finally blocks
         except (RuntimeError, ValueError):

@@ -20,6 +20,7 @@ class _ScopeDeadline:
     __slots__ = ("deadline", "pending", "_task", "_scope")
 
     def __init__(self, task: Task[Any], scope: CancelScope) -> None:
+        # The TimerWaiter fields, guarded by the timer queue's lock.
         self.deadline = 0.0
         self.pending = False
         self._task = task
