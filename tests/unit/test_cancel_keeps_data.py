@@ -371,10 +371,17 @@ def test_accept_completed_before_cancel_delivers_the_connection(backend: str, ho
 
 @pytest.mark.parametrize("how", ["task", "token"])
 def test_connect_completed_before_cancel_keeps_the_connection(backend: str, how: str) -> None:
+    """The handshake is held back (the listener's backlog is full, so the
+    SYN is dropped and retransmitted once a slot frees, about a second
+    later) until ``c`` is readable: the connect parks first, and both
+    readiness reports land in one reactor pass, ``c``'s first."""
     with IOContext(backend=backend) as ctx:
         trigger = Trigger(ctx)
-        listener = socket.create_server(("127.0.0.1", 0))
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # one queued connection fills it
         port = listener.getsockname()[1]
+        filler = socket.create_connection(("127.0.0.1", port), timeout=READY)
         src = cio.StopSource()
         token = src.token if how == "token" else None
         sock = TCPSocket(ctx)
@@ -391,14 +398,17 @@ def test_connect_completed_before_cancel_keeps_the_connection(backend: str, how:
 
         holder: list[cio.Task[Any]] = []
         trigger.cancel_with(src, how, holder)
-        ctx.poll()  # x parks its read
+        holder.append(_spawn(ctx, connector()))  # parks: its SYN was dropped
+        assert sock._desc is not None and sock._desc.write_op is not None
         trigger.fire()
-        holder.append(cio.spawn(ctx, connector()))
+        listener.accept()[0].close()  # a slot frees: the retransmitted SYN gets in
+        _wait_writable(sock.fileno())
         _run(ctx)
         assert got == [port, "Cancelled"]
         assert sock.is_open
         server, _ = listener.accept()
         server.close()
+        filler.close()
         sock.close()
         listener.close()
         trigger.close()
