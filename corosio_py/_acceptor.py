@@ -3,8 +3,10 @@
 The accept operation parks in the read slot of the acceptor's descriptor
 (SCHEDULER_SEMANTICS 3.8.6); its raw result, a connected ``socket.socket``,
 becomes a registered :class:`TCPSocket` in the accepting task once it
-resumes.  If the task is cancelled before that, the driver hands the raw
-socket to ``AcceptOp.discard``, which closes it: no fd leaks.
+resumes.  A connection taken is always delivered, even when a cancel
+arrives before the task resumes (the cancel lands at the next suspension);
+only a context closed meanwhile hands the raw socket to
+``AcceptOp.discard``, which closes it: no fd leaks.
 """
 
 from __future__ import annotations
@@ -144,8 +146,10 @@ class TCPAcceptor(DescriptorHandle):
         :raises OSError: ``EBADF`` when closed; ``EMFILE``/``ENFILE`` when out
             of fds (the acceptor stays usable: accept again once fds are free).
         :raises RuntimeError: when another accept is pending.
-        :raises Cancelled: when cancelled (a connection taken meanwhile is
-            closed, not lost open).
+        :raises TypeError: for a ``stop_token`` that is not a StopToken.
+        :raises Cancelled: when cancelled before a connection was taken (it
+            stays in the backlog).  A connection taken just before the
+            cancel is returned; the cancel lands at the next suspension.
         """
         desc = self._desc
         if desc is None:

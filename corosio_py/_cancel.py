@@ -20,8 +20,11 @@ class StopSource:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Written once, False -> True, under _lock; read without it by
+        # stop_requested as a one-field hint (a stop landing just after the
+        # read is delivered through the callbacks, registered under _lock).
         self._stopped = False
-        self._callbacks: dict[int, Callable[[], object]] = {}
+        self._callbacks: dict[int, Callable[[], object]] = {}  # (_lock)
         self._token = StopToken(self)
 
     @property

@@ -285,7 +285,7 @@ class AcceptOp(DescriptorOp):
     """``accept``: the result is the raw ``(socket, address)`` pair.
 
     The caller (``TCPAcceptor.accept``) turns it into a registered
-    ``TCPSocket`` after resuming; if the task is cancelled before that, the
+    ``TCPSocket`` after resuming; if the context is closed before that, the
     driver calls :meth:`discard`, which closes the accepted socket.
     """
 

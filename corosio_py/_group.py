@@ -26,11 +26,14 @@ class _Watch(Operation):
 
     def __init__(self) -> None:
         super().__init__()
+        self._awaited = True  # internal, reused: never "unawaited"
         self._lock = threading.Lock()
-        self._remaining = 0
-        self.failed: list[Task[Any]] = []  # children that raised, in order
+        self._remaining = 0  # children not yet done (_lock)
+        self.failed: list[Task[Any]] = []  # children that raised, in order (_lock)
+        # Set by the one waiting task before it awaits (handed to the
+        # completing thread through _lock, which start() takes).
         self._all_done = True
-        self._waiter: Task[Any] | None = None
+        self._waiter: Task[Any] | None = None  # the parked waiting task (_lock)
 
     def add(self, child: Task[Any]) -> None:
         with self._lock:
@@ -139,12 +142,14 @@ class TaskGroup:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # guards _children and _aborted
-        self._parent: Task[Any] | None = None
+        self._parent: Task[Any] | None = None  # written once, by __aenter__
         self._watch = _Watch()
-        self._children: list[Task[Any]] = []
-        self._scope = CancelScope()
+        self._children: list[Task[Any]] = []  # (_lock)
+        self._scope = CancelScope()  # its fields: the parent task's lock
+        # Written by the parent task at __aexit__; read by spawn() (any
+        # thread) as a one-field hint, confirmed by the running children.
         self._closing = False
-        self._aborted = False
+        self._aborted = False  # (_lock)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> Task[Any]:
         """Start ``coro`` as a child task of the group."""

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._descriptor import MSG_NOSIGNAL
 from ._endpoint import Endpoint, from_sockaddr
+from ._endpoint import _port as check_port  # the one port check (TypeError, ValueError)
 from ._errors import Cancelled
 from ._ops import PENDING, Operation
 from ._socket import configure_socket
@@ -213,14 +214,23 @@ async def resolve(
 
     The lookup (``getaddrinfo``) runs on a helper thread, never on a thread
     of the context.  Endpoints keep getaddrinfo's order, without duplicates.
+    ``port`` is a number in ``0..65535`` (an int or a string of digits) or a
+    service name (``"http"``).
 
     :raises socket.gaierror: when the name does not resolve (an ``OSError``).
-    :raises TypeError: for a non-str host or a port that is neither int nor str.
+    :raises TypeError: for a non-str host, a port that is neither int nor
+        str, or a ``stop_token`` that is not a StopToken.
+    :raises ValueError: for a port number outside ``0..65535`` (as
+        :class:`Endpoint` and ``connect`` do; getaddrinfo would wrap it).
     :raises Cancelled: when cancelled (the thread's late result is dropped).
     """
     if host is not None and not isinstance(host, str):
         raise TypeError(f"host must be a str or None, not {type(host).__name__}")
     if isinstance(port, bool) or not isinstance(port, (int, str)):
         raise TypeError(f"port must be an int or str, not {type(port).__name__}")
+    if isinstance(port, int):
+        check_port(port)
+    elif port.isascii() and port.isdigit():
+        check_port(int(port))
     result: list[Endpoint] = await _ResolveOp(host, port, stop_token)
     return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import socket
 import threading
@@ -28,6 +30,17 @@ _ACCEPT_RETRY_MAX = 0.5
 _PEER_GONE = (ConnectionResetError, BrokenPipeError, EOFError)
 
 Handler = Callable[[TCPSocket], Coroutine[Any, Any, object]]
+
+
+def _is_async_callable(fn: object) -> bool:
+    """Whether calling ``fn`` gives a coroutine, as far as can be told
+    without calling it: an async function or method, an object whose
+    ``__call__`` is one, or a ``functools.partial`` of either."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    return callable(fn) and inspect.iscoroutinefunction(type(fn).__call__)
 
 
 @final
@@ -66,10 +79,20 @@ class TCPServer:
         backlog: int = 128,
         reuse_address: bool = True,
     ) -> None:
+        """Create a stopped server (see :meth:`start`).
+
+        :raises TypeError: for a bad context or backlog, or a ``handler``
+            that is not an async function (an object whose ``__call__`` is
+            one, or a ``functools.partial`` of either, also do).
+        :raises ValueError: for a bad endpoint.
+        """
         if not isinstance(ctx, IOContext):
             raise TypeError(f"TCPServer needs an IOContext, got {type(ctx).__name__}")
-        if not callable(handler):
-            raise TypeError("handler must be an async function taking a TCPSocket")
+        if not _is_async_callable(handler):
+            raise TypeError(
+                "handler must be an async function taking a TCPSocket "
+                f"(async def handler(sock): ...), not {handler!r}"
+            )
         if isinstance(backlog, bool) or not isinstance(backlog, int):
             raise TypeError(f"backlog must be an int, not {type(backlog).__name__}")
         self._ctx = ctx

@@ -16,6 +16,7 @@ import struct
 import sys
 from typing import TYPE_CHECKING, Any, Final, final
 
+from ._cancel import check_token
 from ._context import IOContext
 from ._descriptor import (
     IOV_MAX,
@@ -44,12 +45,51 @@ _SO_NOSIGPIPE: Final[int | None] = getattr(
 )
 _SOCK_NONBLOCK: Final = getattr(socket, "SOCK_NONBLOCK", 0)
 _LINGER: Final = struct.Struct("ii")
+#: The largest SO_LINGER time (a C int).
+_LINGER_MAX: Final = 2**31 - 1
 
 
 def _check_family(family: object) -> socket.AddressFamily:
+    """``family`` as an AddressFamily: ``TypeError`` for a non-int,
+    ``ValueError`` for an int other than AF_INET / AF_INET6."""
+    if isinstance(family, bool) or not isinstance(family, int):
+        raise TypeError(
+            f"family must be socket.AF_INET or socket.AF_INET6, not {type(family).__name__}"
+        )
     if family not in _FAMILIES:
         raise ValueError(f"family must be socket.AF_INET or socket.AF_INET6, not {family!r}")
-    return socket.AddressFamily(family)  # type: ignore[arg-type]
+    return socket.AddressFamily(family)
+
+
+def _view(obj: Any) -> memoryview:
+    """A memoryview of ``obj``: ``obj`` itself when it already is one.
+
+    Never a view derived from the caller's memoryview: on free-threaded
+    CPython 3.13, views derived from one memoryview by several threads at
+    once can release it under its other users (the managed buffer's export
+    count is not atomic, CPython gh-155606), and one buffer is often shared
+    by writes running on several threads.
+
+    :raises TypeError: when ``obj`` is not bytes-like.
+    :raises ValueError: when it is a released memoryview.
+    """
+    if type(obj) is memoryview:
+        return obj
+    return memoryview(obj)
+
+
+def _byte_view(obj: Any) -> memoryview:
+    """A one-dimensional unsigned-byte view of ``obj`` (see :func:`_view`).
+
+    A caller's memoryview that already has that shape is used as it is.
+
+    :raises TypeError: when ``obj`` is not bytes-like (or not contiguous).
+    :raises ValueError: when it is a released memoryview.
+    """
+    view = _view(obj)
+    if view.format == "B" and view.ndim == 1 and view.c_contiguous:
+        return view
+    return view.cast("B")
 
 
 def create_socket(family: object, *, v6only: bool) -> socket.socket:
@@ -58,6 +98,7 @@ def create_socket(family: object, *, v6only: bool) -> socket.socket:
     ``v6only`` is the IPV6_V6ONLY value for an AF_INET6 socket (plain
     sockets 1, acceptors 0 = dual-stack; best effort).
 
+    :raises TypeError: for a family that is not an int.
     :raises ValueError: for a family other than AF_INET / AF_INET6.
     :raises OSError: when the OS refuses the socket or SO_NOSIGPIPE.
     """
@@ -217,6 +258,7 @@ class TCPSocket(DescriptorHandle):
 
         AF_INET6 sockets are IPv6-only (best effort).
 
+        :raises TypeError: for a family that is not an int.
         :raises ValueError: for a family other than AF_INET / AF_INET6.
         :raises OSError: when the OS refuses the socket.
         :raises RuntimeError: when the context is closed.
@@ -253,9 +295,14 @@ class TCPSocket(DescriptorHandle):
         A no-op on a closed or never-opened socket (as upstream, 3.13.4).
         A parked read sees EOF after ``SHUT_RD``.
 
+        :raises TypeError: for a ``how`` that is not an int.
         :raises ValueError: for another ``how``.
         :raises OSError: when the OS refuses (``ENOTCONN``).
         """
+        if isinstance(how, bool) or not isinstance(how, int):
+            raise TypeError(
+                f"how must be socket.SHUT_RD, SHUT_WR or SHUT_RDWR, not {type(how).__name__}"
+            )
         if how not in _SHUTDOWN_KINDS:
             raise ValueError("how must be socket.SHUT_RD, SHUT_WR or SHUT_RDWR")
         desc = self._desc
@@ -310,7 +357,8 @@ class TCPSocket(DescriptorHandle):
 
         On success both endpoints are cached; on failure they stay unset.
 
-        :raises TypeError, ValueError: for a bad endpoint (at the await).
+        :raises TypeError, ValueError: for a bad endpoint or ``stop_token``
+            (at the await).
         :raises ConnectionRefusedError: (and other ``OSError``) when it fails.
         :raises RuntimeError: when a write or connect is already pending.
         :raises Cancelled: when cancelled (the socket stays open).
@@ -327,7 +375,9 @@ class TCPSocket(DescriptorHandle):
         ``buffer`` is a writable bytes-like object (``bytearray``,
         ``memoryview``); an empty one gives 0 at once.
 
-        :raises TypeError: for a non-writable buffer (at the await).
+        :raises TypeError: for a non-writable buffer, or a ``stop_token``
+            that is not a :class:`StopToken` (at the await).
+        :raises ValueError: for a released memoryview (at the await).
         :raises OSError: ``EBADF`` when closed; ``ConnectionResetError``, ...
         :raises RuntimeError: when another read is pending.
         :raises Cancelled: when cancelled; no data is consumed then.
@@ -337,12 +387,14 @@ class TCPSocket(DescriptorHandle):
             size = len(buffer)
         else:
             try:
-                view = memoryview(buffer)
+                view = _view(buffer)
             except TypeError:
                 return FailedOp(
                     TypeError(f"read_some needs a writable buffer, not {type(buffer).__name__}"),
                     stop_token,
                 )
+            except ValueError as error:
+                return FailedOp(error, stop_token)
             if view.readonly:
                 return FailedOp(TypeError("read_some needs a writable buffer"), stop_token)
             size = view.nbytes
@@ -359,7 +411,9 @@ class TCPSocket(DescriptorHandle):
         gathered system call (``sendmsg``).  Empty data gives 0 at once.
         Never raises SIGPIPE.
 
-        :raises TypeError: for data that is not bytes-like (at the await).
+        :raises TypeError: for data that is not bytes-like, or a
+            ``stop_token`` that is not a :class:`StopToken` (at the await).
+        :raises ValueError: for a released memoryview (at the await).
         :raises BrokenPipeError, ConnectionResetError: when the peer is gone.
         :raises OSError: ``EBADF`` when closed.
         :raises RuntimeError: when another write or a connect is pending.
@@ -374,22 +428,26 @@ class TCPSocket(DescriptorHandle):
             size = 0
             try:
                 for item in data:
-                    size += memoryview(item).nbytes
+                    size += _view(item).nbytes
             except TypeError:
                 return FailedOp(
                     TypeError("write_some needs bytes-like objects in the list"), stop_token
                 )
+            except ValueError as error:
+                return FailedOp(error, stop_token)
             if len(data) > IOV_MAX:
                 data = data[:IOV_MAX]  # a partial write is a valid result
             gather = True
         else:
             try:
-                size = memoryview(data).nbytes
+                size = _view(data).nbytes
             except TypeError:
                 return FailedOp(
                     TypeError(f"write_some needs a bytes-like object, not {kind.__name__}"),
                     stop_token,
                 )
+            except ValueError as error:
+                return FailedOp(error, stop_token)
         if desc is None:
             return FailedOp(closed_error(), stop_token)
         if not size:
@@ -401,10 +459,11 @@ class TCPSocket(DescriptorHandle):
 
         :raises EOFError: when the peer closes first (the bytes read so far
             are lost with the error).
-        :raises TypeError, ValueError: for a bad ``n``.
+        :raises TypeError, ValueError: for a bad ``n`` or ``stop_token``.
         :raises Cancelled: when cancelled (bytes read so far are lost).
         :raises OSError: as :meth:`read_some`.
         """
+        check_token(stop_token)
         if isinstance(n, bool) or not isinstance(n, int):
             raise TypeError(f"n must be an int, not {type(n).__name__}")
         if n < 0:
@@ -423,13 +482,15 @@ class TCPSocket(DescriptorHandle):
     async def write_all(self, data: Any, *, stop_token: StopToken | None = None) -> int:
         """Write all of ``data`` (bytes-like or a list of them); return its size.
 
-        :raises TypeError: for data that is not bytes-like.
+        :raises TypeError: for data that is not bytes-like, or a bad
+            ``stop_token``.
         :raises Cancelled: when cancelled (some bytes may have been sent).
         :raises OSError: as :meth:`write_some`.
         """
+        check_token(stop_token)
         if type(data) is list or type(data) is tuple:
             try:
-                views = [memoryview(item).cast("B") for item in data]
+                views = [_byte_view(item) for item in data]
             except TypeError:
                 raise TypeError("write_all needs bytes-like objects in the list") from None
             views = [v for v in views if v.nbytes]
@@ -446,7 +507,7 @@ class TCPSocket(DescriptorHandle):
                         count = 0
             return total
         try:
-            view = memoryview(data).cast("B")
+            view = _byte_view(data)
         except TypeError:
             raise TypeError(
                 f"write_all needs a bytes-like object, not {type(data).__name__}"
@@ -516,8 +577,8 @@ class TCPSocket(DescriptorHandle):
     def linger(self) -> tuple[bool, int]:
         """SO_LINGER as ``(enabled, seconds)``.
 
-        ``(True, 0)`` makes :meth:`close` reset the connection.  Setting a
-        negative ``seconds`` raises ``ValueError``.
+        ``(True, 0)`` makes :meth:`close` reset the connection.  Setting
+        ``seconds`` outside ``0..2**31-1`` raises ``ValueError``.
         """
         desc = self._desc
         if desc is None:
@@ -534,8 +595,8 @@ class TCPSocket(DescriptorHandle):
             raise TypeError("linger must be an (enabled, seconds) pair") from None
         if isinstance(seconds, bool) or not isinstance(seconds, int):
             raise TypeError(f"linger seconds must be an int, not {type(seconds).__name__}")
-        if seconds < 0:
-            raise ValueError("linger seconds must be >= 0")
+        if not 0 <= seconds <= _LINGER_MAX:
+            raise ValueError(f"linger seconds must be in 0..{_LINGER_MAX}, not {seconds}")
         raw = _LINGER.pack(int(bool(enabled)), seconds)
         self._setopt_raw(socket.SOL_SOCKET, socket.SO_LINGER, raw)
 

@@ -4,9 +4,15 @@ A task is resumed by whichever thread runs its queued resumption, never by
 two threads at once: a resumption is queued only by the single party that
 completed (claimed) the operation the task was suspended on.  Everything the
 driver shares with other threads -- the current operation, a pending cancel
-request -- is guarded by ``Task._lock``; the result and done callbacks by
-``Task._done_lock``.  Lock order: task lock, then an operation's own lock
-(descriptor, timer queue, another task's done lock), then the scheduler lock.
+request, whether a step is running (so that ``IOContext.close()`` never
+closes a running coroutine) -- is guarded by ``Task._lock``; the result and
+done callbacks by ``Task._done_lock``.  Lock order: task lock, then an
+operation's own lock (descriptor, timer queue, another task's done lock,
+a stop source's lock), then the scheduler lock.
+
+Cancellation never loses data: a cancel that arrives after the awaited
+operation completed leaves the result to be delivered and stays pending
+until the task's next suspension (see :meth:`Task._step`).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Final, Generic, TypeVar, final
 
-from ._cancel import StopToken
+from ._cancel import StopToken, check_token
 from ._context import Executor, IOContext
 from ._errors import Cancelled
 from ._ops import PENDING, Operation
@@ -36,6 +42,9 @@ INLINE_BUDGET = 16
 
 #: Marker for "cancel requested by Task.cancel()" in ``Task._cancel_requested``.
 _BY_TASK_CANCEL = "task"
+
+#: The delivery slot's "no operation outcome" marker (see ``Task._value``).
+_NOTHING: Final = object()
 
 
 @final
@@ -58,6 +67,8 @@ class Task(Generic[T]):
         "_suspension",
         "_cancel_requested",
         "_cancel_count",
+        "_stepping",
+        "_abandon_requested",
         "_value",
         "_exc",
         "_resume_cb",
@@ -77,14 +88,27 @@ class Task(Generic[T]):
         # A leaf lock, never held while taking another: a shared stripe
         # saves an allocation per task.
         self._done_lock = _DONE_LOCKS[(id(self) >> 4) & (len(_DONE_LOCKS) - 1)]
-        self._op: Operation | None = None  # last operation started (lock)
+        # Guarded by ``_lock`` (the task lock):
+        self._op: Operation | None = None  # last operation started
+        self._suspension = 0  # numbers the suspensions
+        self._cancel_requested: object = None  # None, _BY_TASK_CANCEL or a CancelScope
+        self._cancel_count = 0  # Task.cancel() calls that took effect
+        self._stepping = False  # a thread is inside _step (close() must not close coro)
+        self._abandon_requested = False  # close() ran during a step: abandon at its end
+        # ``_coro`` is read under ``_lock`` at the start of a step and cleared
+        # under it by _abandon; _finish clears it on the stepping thread.
+        # Owned by whoever runs the task (one thread at a time, handed over
+        # through the scheduler queue, whose lock orders the accesses):
         self._token: StopToken | None = None  # the parked operation's stop token
-        self._suspension = 0  # numbers the suspensions (lock)
-        self._cancel_requested: object = None  # None, _BY_TASK_CANCEL or a timeout scope
-        self._cancel_count = 0  # Task.cancel() calls that took effect (lock)
-        self._value: object = None  # delivery slot, written by the claimer
+        # The delivery slot: written once by the claimer of the awaited
+        # operation before it queues the resumption, read by that resumption.
+        # _NOTHING: the resumption carries no operation's outcome (the first
+        # step, a yield point), so a pending cancel can be delivered there.
+        self._value: object = _NOTHING
         self._exc: BaseException | None = None
         self._resume_cb: Handler = self._step
+        # Guarded by ``_done_lock``; ``_done`` is written last and may be read
+        # without the lock as a single-field hint (done()).
         self._done = False
         self._result: T | None = None
         self._exception: BaseException | None = None
@@ -96,11 +120,12 @@ class Task(Generic[T]):
 
     def done(self) -> bool:
         """Whether the coroutine finished (returned, raised or was cancelled)."""
-        return self._done
+        return self._done  # one field, written last under the done lock
 
     def cancelled(self) -> bool:
         """Whether the task finished by ``Cancelled``."""
-        return self._done and isinstance(self._exception, Cancelled)
+        with self._done_lock:  # two fields: read them together
+            return self._done and isinstance(self._exception, Cancelled)
 
     def result(self) -> T:
         """The coroutine's return value; raises its exception or ``Cancelled``.
@@ -133,7 +158,10 @@ class Task(Generic[T]):
 
         The operation the task is suspended on completes with ``Cancelled``
         at its ``await``; a running (or queued) task is cancelled at its next
-        suspension.
+        suspension.  An operation that already completed (bytes received or
+        sent, a connection accepted) still delivers its result: the
+        cancellation then lands at the task's next suspension.  A task
+        cancelled before its first step never runs.
         """
         with self._lock:
             if self._done:
@@ -176,20 +204,21 @@ class Task(Generic[T]):
         return self._ctx
 
     def __await__(self) -> Generator[Any, Any, T]:
-        result: T = yield _JoinOp(self)
-        return result
+        return _JoinOp(self).__await__()  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         coro = self._coro
         name = getattr(coro, "__qualname__", "?")
-        if not self._done:
+        with self._done_lock:
+            done, exc, result = self._done, self._exception, self._result
+        if not done:
             state = "pending"
-        elif self.cancelled():
+        elif isinstance(exc, Cancelled):
             state = "cancelled"
-        elif self._exception is not None:
-            state = f"exception={self._exception!r}"
+        elif exc is not None:
+            state = f"exception={exc!r}"
         else:
-            state = f"result={self._result!r}"
+            state = f"result={result!r}"
         return f"<Task {name} {state}>"
 
     def __del__(self) -> None:
@@ -216,10 +245,19 @@ class Task(Generic[T]):
             self._wakeups += 1
 
     def _step(self) -> None:
-        """Resume the coroutine.  A queued handler; see the module docstring."""
+        """Resume the coroutine.  A queued handler; see the module docstring.
+
+        The outcome of a completed operation is always delivered, even when
+        a cancel (``Task.cancel()``, a stop token, a timeout) arrived after
+        it completed: the request stays pending and lands at the task's next
+        suspension, so no data is lost ("Cancellation never loses data").
+        Only a resumption that carries no outcome (the first step, a yield
+        point) takes a pending request at once.
+        """
         value = self._value
         exc = self._exc
-        self._value = self._exc = None
+        self._value = _NOTHING
+        self._exc = None
         if self._sched.debug:
             with self._done_lock:
                 self._wakeups = 0
@@ -227,24 +265,28 @@ class Task(Generic[T]):
         if token is not None:
             self._token = None
             token._source._unregister(id(self))
-            if token.stop_requested and not isinstance(exc, Cancelled):
-                if self._op is not None:
-                    self._op.discard(value)
-                value, exc = None, Cancelled()  # 3.10.3: stopped before resumption
-        # Unlocked read as a hint: a request that lands after it is honoured
-        # at the next suspension, which checks under the lock.  A request
-        # made while a Cancelled was already on its way merges with it.
-        if (
-            self._cancel_requested is not None
-            and self._consume_cancel_request()
-            and not isinstance(exc, Cancelled)
-        ):
-            if self._op is not None:
-                self._op.discard(value)
-            value, exc = None, Cancelled()
-        coro = self._coro
+        with self._lock:
+            coro = self._coro
+            if coro is not None:
+                self._stepping = True
+                if self._cancel_requested is not None and (
+                    value is _NOTHING or isinstance(exc, Cancelled)
+                ):
+                    # Nothing completed, so nothing is lost: cancel here.  (A
+                    # request made while a Cancelled was already on its way
+                    # merges with it.)
+                    self._cancel_requested = None
+                    if exc is None:
+                        exc = Cancelled()
         if coro is None:
-            return  # abandoned by IOContext.close()
+            # Abandoned by IOContext.close(): release a result nobody gets.
+            if value is not _NOTHING and exc is None and self._op is not None:
+                self._op.discard(value)
+            return
+        if value is _NOTHING:
+            value = None
+            if token is not None and token.stop_requested and exc is None:
+                exc = Cancelled()  # a yield point under a stopped token
         frame = thread_state.frame
         assert frame is not None, "a task is resumed by a thread in run*"
         prev = frame.task
@@ -265,24 +307,22 @@ class Task(Generic[T]):
                     if isinstance(error, (Exception, Cancelled, GeneratorExit)):
                         return
                     raise  # KeyboardInterrupt, SystemExit: leave run()
-                if yielded is _YIELD or yielded is None:
-                    if self._cancel_requested is None:
-                        # Fast path: nothing to claim or cancel, no lock.  A
-                        # cancel landing now is seen by the next _step.
-                        self._sched.post(self._resume_cb)
-                        return
-                    value = None
-                    exc = Cancelled() if self._consume_cancel_request() else None
-                    if exc is None:
-                        self._sched.post(self._resume_cb)
-                        return
-                    continue
-                if not isinstance(yielded, Operation):
-                    value, exc = None, TypeError(
-                        f"a corosio_py task cannot await {type(yielded).__name__}"
-                    )
-                    continue
                 value, exc = None, None
+                if yielded is _YIELD or yielded is None:
+                    # A yield point: a pending cancel lands here; otherwise
+                    # the task is re-queued with no outcome (_NOTHING).
+                    with self._lock:
+                        if self._take_request_locked():
+                            exc = Cancelled()
+                            continue
+                        abandon = self._end_step_locked()
+                    if abandon:
+                        break  # close() ran meanwhile: abandon below
+                    self._sched.post(self._resume_cb)
+                    return
+                if not isinstance(yielded, Operation):
+                    exc = TypeError(f"a corosio_py task cannot await {type(yielded).__name__}")
+                    continue
                 with self._lock:
                     if self._take_request_locked():
                         exc = Cancelled()  # the operation never starts
@@ -291,6 +331,11 @@ class Task(Generic[T]):
                     self._suspension += 1
                     token = yielded.stop_token
                     if token is not None:
+                        try:
+                            check_token(token)
+                        except TypeError as error:
+                            exc = error  # a bad stop_token= fails at the await
+                            continue
                         if not self._watch_token(yielded, token):
                             exc = Cancelled()  # already stopped: never starts
                             continue
@@ -300,23 +345,40 @@ class Task(Generic[T]):
                     except BaseException as error:
                         value, exc = None, error
                     if value is PENDING:
-                        return
-                    if token is not None:
+                        abandon = self._end_step_locked()
+                        if not abandon:
+                            return
+                    elif token is not None:
                         self._token = None
                         token._source._unregister(id(self))
-                    if exc is not None:
-                        continue
+                if value is PENDING:
+                    break  # close() ran meanwhile: abandon below
+                if exc is not None:
+                    continue
                 budget -= 1
                 if budget <= 0:
-                    self._sched.post(self.wakeup(value, None))
-                    return
+                    # Re-queued with the result: delivered even if a cancel
+                    # lands before the task runs again.
+                    with self._lock:
+                        abandon = self._end_step_locked()
+                    if not abandon:
+                        self._sched.post(self.wakeup(value, None))
+                        return
+                    if self._op is not None:
+                        self._op.discard(value)
+                    break
         finally:
             frame.task = prev
+        self._abandon()
 
-    def _consume_cancel_request(self) -> bool:
-        """Take a pending cancel request, if any."""
-        with self._lock:
-            return self._take_request_locked()
+    def _end_step_locked(self) -> bool:
+        """The step is about to give the coroutine up (task lock held).
+
+        Returns True if ``IOContext.close()`` asked to abandon the task while
+        it ran; the caller then abandons it instead of suspending it.
+        """
+        self._stepping = False
+        return self._abandon_requested
 
     def _take_request_locked(self) -> bool:
         if self._cancel_requested is None:
@@ -361,9 +423,9 @@ class Task(Generic[T]):
 
     def _finish(self, value: T | None, exc: BaseException | None) -> None:
         with self._done_lock:
-            self._done = True
             self._result = value
             self._exception = exc
+            self._done = True  # last: done() reads it without the lock
             callbacks, self._callbacks = self._callbacks, None
         self._coro = None
         self._ctx._task_finished(self)
@@ -375,13 +437,25 @@ class Task(Generic[T]):
                 logger.exception("exception in a done callback of %r", self)
 
     def _abandon(self) -> None:
-        """Context shutdown: close the coroutine, report ``Cancelled``."""
-        coro, self._coro = self._coro, None
-        if self._done or coro is None:
-            return
-        value, self._value = self._value, None
-        if value is not None and self._op is not None:
-            self._op.discard(value)  # a completed result nobody will receive
+        """Context shutdown: close the coroutine, report ``Cancelled``.
+
+        Never closes a coroutine that another thread is running: during a
+        step it only marks the task, and the step abandons it when it gives
+        the coroutine up (or the task finishes by itself first).
+        """
+        with self._lock:
+            if self._stepping:
+                self._abandon_requested = True
+                return
+            coro, self._coro = self._coro, None
+            op = self._op
+        if coro is None:
+            return  # finished, or already abandoned
+        # A resumption queued with a completed result nobody will receive
+        # (its step, should it still run, finds no coroutine and returns).
+        value, self._value = self._value, _NOTHING
+        if value is not _NOTHING and op is not None:
+            op.discard(value)
         try:
             coro.close()  # runs its finally blocks
         except (RuntimeError, ValueError):
@@ -461,11 +535,13 @@ class _YieldOp(Operation):
     __slots__ = ()
 
     def start(self, task: Task[Any]) -> object:
-        task._sched.post(task.wakeup(None, None))
+        # No outcome (_NOTHING in the slot): a pending cancel lands here.
+        task._sched.post(task._resume_cb)
         return PENDING
 
 
 _YIELD = _YieldOp()
+_YIELD._awaited = True  # shared by every yield_now(): never "unawaited"
 
 
 def yield_now() -> Operation:
@@ -496,6 +572,10 @@ def spawn(ctx_or_executor: IOContext | Executor, coro: Awaitable[T]) -> Task[T]:
     if isinstance(coro, Coroutine):
         body: Coroutine[Any, Any, T] = coro
     elif isinstance(coro, Awaitable):
+        if isinstance(coro, Operation):
+            # Handed over to be awaited: a cancel before the first step
+            # means it never starts, which is no "never awaited" mistake.
+            coro._awaited = True
         body = _await(coro)  # an operation such as sleep() or read_some()
     else:
         raise TypeError(f"spawn() needs a coroutine or awaitable, got {type(coro).__name__}")
@@ -545,14 +625,19 @@ def run(coro: Coroutine[Any, Any, T], *, threads: int = 1, backend: str | None =
     Returns its result or raises its exception.  When it finishes the
     context is closed: other unfinished tasks are cancelled (their
     coroutines closed).
+
+    :raises TypeError: for a non-coroutine or a non-int ``threads``.
+    :raises ValueError: for ``threads < 1`` or an unknown ``backend``
+        (``coro`` is closed, so no "never awaited" warning follows).
     """
-    if isinstance(threads, bool) or not isinstance(threads, int):
-        raise TypeError("threads must be an int")
-    if threads < 1:
-        raise ValueError("threads must be >= 1")
     if not isinstance(coro, Coroutine):
         raise TypeError(f"run() needs a coroutine, got {type(coro).__name__}")
     try:
+        # The coroutine is closed on every refusal: never "never awaited".
+        if isinstance(threads, bool) or not isinstance(threads, int):
+            raise TypeError(f"threads must be an int, not {type(threads).__name__}")
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, not {threads}")
         ctx = IOContext(backend=backend)
     except BaseException:
         coro.close()

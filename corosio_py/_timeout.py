@@ -20,6 +20,7 @@ class _ScopeDeadline:
     __slots__ = ("deadline", "pending", "_task", "_scope")
 
     def __init__(self, task: Task[Any], scope: CancelScope) -> None:
+        # The TimerWaiter fields, guarded by the timer queue's lock.
         self.deadline = 0.0
         self.pending = False
         self._task = task
@@ -40,6 +41,12 @@ class timeout:  # noqa: N801 - a lower-case context manager, like asyncio.timeou
     ``with`` raises ``TimeoutError``.  A non-positive ``seconds`` lets the
     body run up to its first suspension, which is cancelled at once.  Use it
     inside a corosio_py task (``RuntimeError`` otherwise).
+
+    Cancellation never loses data: an operation that had already completed
+    when the deadline passed (its task not yet resumed) delivers its result,
+    and the expiry cancels the next suspension inside the block instead.
+    If the block ends without suspending again, nothing was cancelled: it
+    exits normally (``expired`` is still True), as trio and asyncio do.
     """
 
     __slots__ = ("_delay", "_task", "_scope", "_entry", "_cancels_at_enter")

@@ -546,11 +546,16 @@ def test_close_races_pending_operations_from_another_thread(backend: str) -> Non
                 writer = corosio_py.spawn(ctx, wrap(a.write_some(b"z" * 4096)))
                 if i % 2:
                     await parked(a)
-                    await parked(a, write=True)
+                    # The kernel may free send space after the fill (the
+                    # peer's window grows), so the write can complete
+                    # without parking: a completion is an outcome too.
+                    await parked(a, write=True, task=writer)
                 canceller.fire(a.close)
                 for task in (reader, writer):
                     try:
                         await task
+                        assert task is writer  # nobody writes to a: no read completes
+                        outcomes += 1
                     except Cancelled:
                         outcomes += 1
                     except OSError as exc:
@@ -597,11 +602,9 @@ def test_stop_token_races(backend: str) -> None:
         left = 0
         while n := await b.read_some(bytearray(512)):
             left += n
-        # A stop that lands after the byte was read but before the reader
-        # resumed turns the result into Cancelled (3.10.3): that byte is
-        # gone, so only an upper bound holds, and each loss is a cancel.
-        assert got + left <= written
-        assert written - (got + left) <= cancelled
+        # Cancellation never loses data: a stop that lands after the byte
+        # was read but before the reader resumed still delivers the byte.
+        assert got + left == written
         a.close()
         b.close()
         return got, cancelled
