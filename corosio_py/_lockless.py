@@ -180,10 +180,10 @@ class LocklessScheduler(Scheduler):
                 if deadline is not None and frame.swept and _monotonic() >= deadline:
                     queue.append(REACTOR_SENTINEL)
                     break
+                frame.swept = True  # a pass now, or one a moment ago
                 if more and _monotonic() - self._last_pass < POLL_INTERVAL:
                     queue.append(REACTOR_SENTINEL)
                     continue
-                frame.swept = True
                 try:
                     produced = self._reactor_pass(queue, pass_timeout(more, poll, deadline))
                 finally:

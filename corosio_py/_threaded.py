@@ -682,7 +682,9 @@ class ThreadedScheduler(Scheduler):
             queue.append(REACTOR_SENTINEL)  # once per traversal: a busy queue still ends
             return False
         if more and _monotonic() - self._last_pass < POLL_INTERVAL:
-            queue.append(REACTOR_SENTINEL)  # polled a moment ago: run handlers
+            # Polled a moment ago (that counts as this call's pass): run handlers.
+            frame.swept = True
+            queue.append(REACTOR_SENTINEL)
             return True
         if not more and not poll and not self.gil and self._steal_locked(frame, self._frames):
             queue.append(REACTOR_SENTINEL)  # work held by a busy thread: run it first
