@@ -130,7 +130,8 @@ class ThreadedScheduler(Scheduler):
                 raise RuntimeError("the IOContext is closed")
             self._outstanding += 1  # count before visibility
             self._queue.append(handler)
-            self._wake_one_locked()
+            if self._idle or (self._reactor_running and not self._reactor_interrupted):
+                self._wake_one_locked()  # (inlined test: nobody to wake is the common case)
 
     def post_counted(self, handler: Handler) -> None:
         """Queue ``handler`` whose unit of work is already counted.
