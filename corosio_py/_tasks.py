@@ -268,13 +268,16 @@ class Task(Generic[T]):
                 if yielded is _YIELD or yielded is None:
                     if self._cancel_requested is None:
                         # Fast path: nothing to claim or cancel, no lock.  A
-                        # cancel landing now is seen by the next _step.
-                        self._sched.post(self._resume_cb)
+                        # cancel landing now is seen by the next _step.  wake,
+                        # not post: a close() from another thread while this
+                        # step ran abandons the task, and must not make the
+                        # resumption raise out of run().
+                        self._sched.wake(self._resume_cb)
                         return
                     value = None
                     exc = Cancelled() if self._consume_cancel_request() else None
                     if exc is None:
-                        self._sched.post(self._resume_cb)
+                        self._sched.wake(self._resume_cb)
                         return
                     continue
                 if not isinstance(yielded, Operation):
@@ -308,7 +311,7 @@ class Task(Generic[T]):
                         continue
                 budget -= 1
                 if budget <= 0:
-                    self._sched.post(self.wakeup(value, None))
+                    self._sched.wake(self.wakeup(value, None))
                     return
         finally:
             frame.task = prev
