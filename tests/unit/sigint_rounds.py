@@ -46,9 +46,10 @@ from corosio_py.testing import socket_pair
 PROMPT = 1.0
 #: close() and the runners' exit must take less than this.
 CLOSE_LIMIT = 5.0
-#: A run that takes longer dumps every thread's stack and exits (status 70):
-#: the parent's timeout is longer, so a hang is reported with its stacks.
-HANG_LIMIT = 40.0
+#: A run that takes longer dumps every thread's stack and exits: the
+#: parent's timeout is longer, so a hang is reported with its stacks (the
+#: environment variable overrides it for long runs).
+HANG_LIMIT = float(os.environ.get("SIGINT_ROUNDS_HANG_LIMIT", "40"))
 #: A handshake that never happens fails the run after this.
 PATIENCE = 10.0
 #: How long the killer waits for the main thread to show the awaited wait.
