@@ -55,6 +55,11 @@ class _MainThreadState:
 
 
 _main = _MainThreadState()
+#: For the run loops: between two handlers the main thread's loop reads
+#: ``MAIN.pending`` (a slot read, cheaper than a call), so that a Ctrl-C
+#: deferred while a handler was in this package's code is raised when that
+#: handler returns, not after a whole streak of further handlers.
+MAIN: Final = _main
 
 
 def _protected(frame: FrameType | None) -> bool:
@@ -100,14 +105,6 @@ def leave_run() -> None:
     """The main thread's ``run*`` returns: raise a Ctrl-C still pending."""
     _main.depth -= 1
     raise_pending()
-
-
-def pending() -> bool:
-    """Whether a deferred Ctrl-C waits for a safe point (main thread only:
-    a cheap check a run loop makes between two handlers, so that a Ctrl-C
-    deferred while a handler was in this package's code is raised when that
-    handler returns, not after a whole streak of further handlers)."""
-    return _main.pending
 
 
 def raise_pending() -> None:

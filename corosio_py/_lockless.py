@@ -157,6 +157,7 @@ class LocklessScheduler(Scheduler):
     ) -> int:
         queue = self._queue
         popleft = queue.popleft
+        interrupt_state = _interrupt.MAIN  # read only when ``main``
         n = settled = 0
         try:
             if self._closed:
@@ -170,10 +171,10 @@ class LocklessScheduler(Scheduler):
                         handler()
                     finally:
                         n += 1
-                    if main and _interrupt.pending():
+                    if main and interrupt_state.pending:
                         _interrupt.raise_pending()  # between two handlers: whole
                     continue
-                if main and _interrupt.pending():
+                if main and interrupt_state.pending:
                     # The sentinel is ours now: put it back before raising,
                     # or the next run* finds the queue empty.
                     queue.appendleft(REACTOR_SENTINEL)
@@ -197,7 +198,7 @@ class LocklessScheduler(Scheduler):
                 finally:
                     queue.append(REACTOR_SENTINEL)
                     self._last_pass = now = _monotonic()
-                if main and _interrupt.pending():
+                if main and interrupt_state.pending:
                     _interrupt.raise_pending()  # a Ctrl-C poked the wait
                 if deadline is not None and now >= deadline and not (produced or more):
                     break

@@ -409,6 +409,7 @@ class ThreadedScheduler(Scheduler):
         self, frame: Frame, limit: int, deadline: float | None, poll: bool, main: bool
     ) -> int:
         lock = self._lock
+        interrupt_state = _interrupt.MAIN  # read only when ``main``
         inbox = frame.inbox
         private = frame.queue
         queue = self._queue
@@ -447,7 +448,7 @@ class ThreadedScheduler(Scheduler):
                 frame.work -= 1  # the handler's unit, published lazily
             n += 1
             frame.ran = n
-            if main and _interrupt.pending():
+            if main and interrupt_state.pending:
                 # Between two handlers the state is whole; the inbox and the
                 # private queue are handed back by _leave.
                 _interrupt.raise_pending()
