@@ -25,6 +25,8 @@ looking at the interrupted frame's file instead of a frame-local marker.
 
 from __future__ import annotations
 
+import _thread
+import functools
 import os
 import signal
 import threading
@@ -53,6 +55,11 @@ class _MainThreadState:
 
 
 _main = _MainThreadState()
+#: For the run loops: between two handlers the main thread's loop reads
+#: ``MAIN.pending`` (a slot read, cheaper than a call), so that a Ctrl-C
+#: deferred while a handler was in this package's code is raised when that
+#: handler returns, not after a whole streak of further handlers.
+MAIN: Final = _main
 
 
 def _protected(frame: FrameType | None) -> bool:
@@ -118,6 +125,29 @@ def defer(error: BaseException) -> None:
     _main.pending = True
 
 
+def _poke_quietly(poke: Callable[[], object]) -> None:
+    try:
+        poke()
+    except Exception:  # a closed reactor: its wait is over anyway
+        pass
+
+
+def _poke_on_new_thread(poke: Callable[[], object]) -> None:
+    # _thread, not threading: no Python-level lock is taken here, so this
+    # is safe wherever the signal handler interrupted the main thread.
+    _thread.start_new_thread(_poke_quietly, (poke,))
+
+
+def off_thread(poke: Callable[[], object]) -> Callable[[], None]:
+    """Make ``poke`` usable by :func:`blocking` although it takes locks the
+    waiting thread may hold (a reactor's ``interrupt`` takes its wake-up
+    lock, which the reactor's own ``wait`` takes too): it runs on a new
+    thread, which waits for that lock instead of deadlocking the signal
+    handler.  ``poke`` must be thread-safe, sticky and harmless when late
+    (a spurious wake-up of a later wait)."""
+    return functools.partial(_poke_on_new_thread, poke)
+
+
 def blocking(poke: Callable[[], object], fn: Callable[..., T], *args: Any) -> T:
     """Call ``fn(*args)``, a wait that ``poke()`` makes return at once.
 
@@ -125,7 +155,7 @@ def blocking(poke: Callable[[], object], fn: Callable[..., T], *args: Any) -> T:
     just before makes it return at once); the caller raises the pending
     ``KeyboardInterrupt`` once it has dealt with what ``fn`` returned.
     ``poke`` must be safe to call from a signal handler in the waiting thread
-    (it takes no lock that thread may hold) and sticky (a poke before ``fn``
+    (it takes no lock that thread may hold: see :func:`off_thread`) and sticky (a poke before ``fn``
     blocks still makes it return).  Other threads call ``fn`` directly.
     """
     if threading.get_ident() != _MAIN_IDENT:

@@ -137,7 +137,7 @@ class LocklessScheduler(Scheduler):
         thread_state.frame = frame
         n = 0
         try:
-            n = self._loop(frame, limit, deadline, poll)
+            n = self._loop(frame, limit, deadline, poll, main)
         finally:
             thread_state.frame = frame.prev
             self._depth -= 1
@@ -152,9 +152,12 @@ class LocklessScheduler(Scheduler):
                 _interrupt.leave_run()
         return n
 
-    def _loop(self, frame: Frame, limit: int, deadline: float | None, poll: bool) -> int:
+    def _loop(
+        self, frame: Frame, limit: int, deadline: float | None, poll: bool, main: bool
+    ) -> int:
         queue = self._queue
         popleft = queue.popleft
+        interrupt_state = _interrupt.MAIN  # read only when ``main``
         n = settled = 0
         try:
             if self._closed:
@@ -168,8 +171,14 @@ class LocklessScheduler(Scheduler):
                         handler()
                     finally:
                         n += 1
+                    if main and interrupt_state.pending:
+                        _interrupt.raise_pending()  # between two handlers: whole
                     continue
-                _interrupt.raise_pending()
+                if main and interrupt_state.pending:
+                    # The sentinel is ours now: put it back before raising,
+                    # or the next run* finds the queue empty.
+                    queue.appendleft(REACTOR_SENTINEL)
+                    _interrupt.raise_pending()
                 self._outstanding -= n - settled
                 settled = n
                 more = bool(queue)
@@ -189,6 +198,8 @@ class LocklessScheduler(Scheduler):
                 finally:
                     queue.append(REACTOR_SENTINEL)
                     self._last_pass = now = _monotonic()
+                if main and interrupt_state.pending:
+                    _interrupt.raise_pending()  # a Ctrl-C poked the wait
                 if deadline is not None and now >= deadline and not (produced or more):
                     break
                 if poll and not (produced or more):

@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
-from ._interrupt import blocking
+from ._interrupt import blocking, off_thread
 from ._reactor import Reactor
 from ._timers import TimerQueue, TimerWaiter
 
@@ -150,6 +150,10 @@ class Scheduler:
         self._stopped = False
         self._closed = False
         self._last_pass = 0.0  # monotonic end of the last reactor pass
+        # How Ctrl-C ends a blocked pass of the main thread: the reactor's
+        # interrupt takes its wake-up lock, which the main thread may hold
+        # inside wait() when the signal lands, so it runs on another thread.
+        self._poke_reactor = off_thread(reactor.interrupt)
 
     # -------------------------------------------------------------- interface
 
@@ -269,7 +273,7 @@ class Scheduler:
         before = len(out)
         error: BaseException | None = None
         reactor = self.reactor
-        for target, bits in blocking(reactor.interrupt, reactor.wait, timeout):
+        for target, bits in blocking(self._poke_reactor, reactor.wait, timeout):
             try:
                 target.on_ready(bits, out)
             except BaseException as exc:

@@ -318,7 +318,7 @@ class Task(Generic[T]):
                         abandon = self._end_step_locked()
                     if abandon:
                         break  # close() ran meanwhile: abandon below
-                    self._sched.post(self._resume_cb)
+                    self._sched.wake(self._resume_cb)
                     return
                 if not isinstance(yielded, Operation):
                     exc = TypeError(f"a corosio_py task cannot await {type(yielded).__name__}")
@@ -362,7 +362,7 @@ class Task(Generic[T]):
                     with self._lock:
                         abandon = self._end_step_locked()
                     if not abandon:
-                        self._sched.post(self.wakeup(value, None))
+                        self._sched.wake(self.wakeup(value, None))
                         return
                     if self._op is not None:
                         self._op.discard(value)
@@ -536,7 +536,8 @@ class _YieldOp(Operation):
 
     def start(self, task: Task[Any]) -> object:
         # No outcome (_NOTHING in the slot): a pending cancel lands here.
-        task._sched.post(task._resume_cb)
+        # wake, not post: a close() that ran meanwhile abandons the task.
+        task._sched.wake(task._resume_cb)
         return PENDING
 
 

@@ -398,7 +398,7 @@ class ThreadedScheduler(Scheduler):
                     self._release_locked(self._idle.pop(), license=False)
             thread_state.frame = frame
             try:
-                n = self._loop(frame, limit, deadline, poll)
+                n = self._loop(frame, limit, deadline, poll, main)
             finally:
                 self._leave(frame)
         finally:
@@ -406,8 +406,11 @@ class ThreadedScheduler(Scheduler):
                 _interrupt.leave_run()
         return n
 
-    def _loop(self, frame: Frame, limit: int, deadline: float | None, poll: bool) -> int:
+    def _loop(
+        self, frame: Frame, limit: int, deadline: float | None, poll: bool, main: bool
+    ) -> int:
         lock = self._lock
+        interrupt_state = _interrupt.MAIN  # read only when ``main``
         inbox = frame.inbox
         private = frame.queue
         queue = self._queue
@@ -446,6 +449,10 @@ class ThreadedScheduler(Scheduler):
                 frame.work -= 1  # the handler's unit, published lazily
             n += 1
             frame.ran = n
+            if main and interrupt_state.pending:
+                # Between two handlers the state is whole; the inbox and the
+                # private queue are handed back by _leave.
+                _interrupt.raise_pending()
         return n
 
     def _leave(self, frame: Frame) -> None:
