@@ -18,7 +18,6 @@ from typing import Any
 from . import _interrupt
 from ._reactor import Reactor
 from ._scheduler import (
-    POLL_INTERVAL,
     REACTOR_SENTINEL,
     Frame,
     Handler,
@@ -190,7 +189,7 @@ class LocklessScheduler(Scheduler):
                     queue.append(REACTOR_SENTINEL)
                     break
                 frame.swept = True  # a pass now, or one a moment ago
-                if more and _monotonic() - self._last_pass < POLL_INTERVAL:
+                if more and _monotonic() - self._last_pass < self.poll_interval:
                     queue.append(REACTOR_SENTINEL)
                     continue
                 try:

@@ -150,6 +150,15 @@ class Scheduler:
         self._stopped = False
         self._closed = False
         self._last_pass = 0.0  # monotonic end of the last reactor pass
+        #: Fixed at construction.  Under the GIL every non-blocking pass
+        #: releases and re-takes the GIL around the OS call; done more often
+        #: than the switch interval, that starves every other Python thread
+        #: waiting for the GIL (it is signalled, loses the race, and never
+        #: times out to request a switch: CPython's "convoy effect"), so a
+        #: busy queue polls at most once per switch interval there.
+        self.poll_interval = (
+            max(POLL_INTERVAL, sys.getswitchinterval()) if gil_enabled() else POLL_INTERVAL
+        )
         # How Ctrl-C ends a blocked pass of the main thread: the reactor's
         # interrupt takes its wake-up lock, which the main thread may hold
         # inside wait() when the signal lands, so it runs on another thread.

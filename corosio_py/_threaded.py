@@ -45,7 +45,6 @@ from typing import Any, Final
 from . import _interrupt
 from ._reactor import Reactor
 from ._scheduler import (
-    POLL_INTERVAL,
     REACTOR_SENTINEL,
     Frame,
     Handler,
@@ -689,7 +688,7 @@ class ThreadedScheduler(Scheduler):
         if deadline is not None and frame.swept and _monotonic() >= deadline:
             queue.append(REACTOR_SENTINEL)  # once per traversal: a busy queue still ends
             return False
-        if more and _monotonic() - self._last_pass < POLL_INTERVAL:
+        if more and _monotonic() - self._last_pass < self.poll_interval:
             # Polled a moment ago (that counts as this call's pass): run handlers.
             frame.swept = True
             queue.append(REACTOR_SENTINEL)
