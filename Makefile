@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # Scale factor for tests/stress (1 = full run; CI uses 0.2).
 COROSIO_STRESS_SCALE ?= 1
 
-.PHONY: install test stress test-ft lint bench bench-quick demo clean
+.PHONY: install test stress test-ft lint bench bench-ft bench-quick demo clean
 
 install: $(STAMP)
 
@@ -65,6 +65,17 @@ bench: $(STAMP)
 		|| echo "could not install wrk: the http_wrk workload will be skipped"; \
 	fi
 	$(VPY) -m tools.bench
+
+# What threads buy on the free-threaded build: the scaling workloads on the
+# default backend, corosio_py and the stdlib peers (uvloop and trio have no
+# free-threaded wheels), into bench-results/free-threaded/.
+FT_BENCH_WORKLOADS := post_throughput,mt_scaling,mt_scaling_20us,gil_release,http_wrk
+FT_BENCH_IMPLS := corosio_py,corosio_py_hint1,corosio_py_1thread,corosio_py_2threads,asyncio,asyncio_streams,threadpool_2,asyncio_to_thread,serial
+bench-ft:
+	@ftpy="$$(tools/build_freethreaded.sh)" || exit 1; \
+	backend="$$(PYTHONPATH=. $$ftpy -c 'import corosio_py; print(corosio_py.available_backends()[0])')"; \
+	PYTHONPATH=. $$ftpy -m tools.bench --workload $(FT_BENCH_WORKLOADS) --impl $(FT_BENCH_IMPLS) \
+		--backend "$$backend" --out bench-results/free-threaded
 
 bench-quick: $(STAMP)
 	$(VPY) -m tools.bench --quick
