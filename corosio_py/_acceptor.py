@@ -1,7 +1,7 @@
 """TCPAcceptor: a listening socket whose ``accept`` is awaitable.
 
-The accept operation parks in the read slot of the acceptor's descriptor
-(SCHEDULER_SEMANTICS 3.8.6); its raw result, a connected ``socket.socket``,
+The accept operation parks in the read slot of the acceptor's descriptor; its raw result, a
+connected ``socket.socket``,
 becomes a registered :class:`TCPSocket` in the accepting task once it
 resumes.  A connection taken is always delivered, even when a cancel
 arrives before the task resumes (the cancel lands at the next suspension);

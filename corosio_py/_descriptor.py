@@ -1,6 +1,6 @@
 """Per-descriptor state and the I/O operations that park on it.
 
-This module ports SCHEDULER_SEMANTICS 3.5-3.8, 3.13 and 4.2-4.6 for stream
+This module ports upstream's behaviour for stream
 sockets and acceptors.  One :class:`Descriptor` exists per open fd; it is the
 :class:`~corosio_py._reactor.ReadinessTarget` registered with the reactor once,
 when the fd is opened, and deregistered just before the fd is closed.
@@ -11,7 +11,7 @@ Slots and flags
   connect: both wait for writability).  Each holds at most one parked op.
 * ``read_busy`` / ``write_busy``: an op of that direction is between its
   initiation and its completion (parked or about to park).  A second op of
-  the same direction raises ``RuntimeError`` at its ``await`` (API.md).
+  the same direction raises ``RuntimeError`` at its ``await`` (the API contract).
 * ``read_ready`` / ``write_ready``: a readiness edge arrived while no op of
   that direction was parked.  An op that is about to park consumes the flag
   and retries its system call first, so an edge that arrives between a
@@ -311,7 +311,7 @@ class FailedOp(Operation):
     """An awaitable that raises ``error`` at the ``await``.
 
     Coroutine methods report bad arguments at the ``await``, not the call
-    (API.md conventions); this carries the error there.
+    (the API contract, conventions); this carries the error there.
     """
 
     __slots__ = ("error",)

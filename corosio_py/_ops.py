@@ -3,7 +3,7 @@
 An awaitable operation's ``__await__`` yields an :class:`Operation`; the task
 driver (``_tasks.Task``) then *initiates* it by calling :meth:`Operation.start`
 -- only after the coroutine has yielded, so no other thread can complete the
-operation and resume a coroutine that is still executing (SCHEDULER_SEMANTICS
+operation and resume a coroutine that is still executing (upstream's behaviour
 3.8.8).
 
 Exactly-once completion (4.2.2): a parked operation is completed by whoever

@@ -5,7 +5,7 @@ The socket object is a thin handle: each ``open`` creates a fresh
 to) and every awaitable method returns one small operation object bound to
 it.  A descriptor is never reused after ``close``, so a stale readiness
 report for an old fd can only reach a closed descriptor, where it is
-ignored (SCHEDULER_SEMANTICS 3.13.5).
+ignored.
 """
 
 from __future__ import annotations

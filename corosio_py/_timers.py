@@ -5,7 +5,7 @@ pending wait; the heap holds ``(deadline, seq, waiter)`` tuples so ordering is
 decided by C tuple comparison (asyncio's ``TimerHandle.__lt__`` written in
 Python is what makes its ``call_at`` slow).
 
-Exactly-once (SCHEDULER_SEMANTICS 4.5.6): a waiter is completed by whoever
+Exactly-once: a waiter is completed by whoever
 detaches it under the queue's lock -- expiry, a cancel, a stop token.  The
 loser finds ``pending`` false and does nothing.  Detached entries that are
 still in the heap are skipped lazily and compacted when they outnumber the

@@ -1,6 +1,6 @@
 """The upstream io_context microbenchmarks, mirrored for corosio_py.
 
-Mirrors ``perf/bench/corosio/io_context`` (SCHEDULER_SEMANTICS 7.2) and
+Mirrors ``perf/bench/corosio/io_context`` and
 prints handlers/s, with asyncio (and uvloop, when installed) measured in the
 same run and the ratios printed::
 

@@ -15,7 +15,7 @@ the same run::
 * fan_out: 100 connections x 1,000 round trips of 64 bytes.
 * accept_churn: 5,000 sequential connect / accept+close / EOF+close cycles.
 
-These are the ANCHORS.md definitions (the workloads' ``anchor`` size; the
+These are the reference measurements (the workloads' ``anchor`` size; the
 ``make bench`` suite runs them smaller).  Ratios are "times better":
 higher-is-better figures divide corosio_py by the reference, times divide
 the reference by corosio_py.  The machine is a noisy 2-core VM: only

@@ -7,7 +7,7 @@ other method may be called from any thread at any time.
 
 Descriptors are registered once, for read and write, when they are opened and
 stay registered until just before they are closed (no per-operation re-arming,
-SCHEDULER_SEMANTICS 3.1.3).  Edge-triggered backends (epoll, kqueue) report a
+upstream behaviour).  Edge-triggered backends (epoll, kqueue) report a
 readiness edge once; the level-triggered ones (poll, select) emulate that by
 asking each target, at every pass, whether it still wants to hear about a
 direction (3.4.6), so a socket with unread data and no parked reader never

@@ -13,8 +13,8 @@ Facts about epoll
 
 What this means for corosio_py
 ------------------------------
-* Every descriptor is registered once, for both directions, edge-triggered
-  (SCHEDULER_SEMANTICS 3.1.3, 3.3.2); ``interest_changed`` has nothing to do.
+* Every descriptor is registered once, for both directions, edge-triggered;
+  ``interest_changed`` has nothing to do.
 * The interrupt is an eventfd registered ``EPOLLIN | EPOLLET`` (2.7.1).  An
   "armed" flag lets only one thread write it until the reactor has read it
   back (2.7.2).  An unread eventfd stays readable, so an interrupt issued

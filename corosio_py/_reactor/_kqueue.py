@@ -14,8 +14,8 @@ Facts about kqueue
 
 What this means for corosio_py
 ------------------------------
-* Each descriptor gets READ and WRITE filters with ``EV_ADD | EV_CLEAR``
-  (SCHEDULER_SEMANTICS 3.2.2) and an ``fd -> target`` map under a lock; the
+* Each descriptor gets READ and WRITE filters with ``EV_ADD | EV_CLEAR`` and an ``fd ->
+  target`` map under a lock; the
   two events of one fd in a batch collapse into one ``(target, bits)`` pair.
 * The interrupt is a user event, ident 0, triggered with ``NOTE_TRIGGER``
   (2.7.1).  Where its filter value is unknown (NetBSD, OpenBSD) or the kernel

@@ -11,7 +11,7 @@ Facts about level-triggered readiness APIs
 
 What this means for corosio_py
 ------------------------------
-* Edge triggering is emulated (SCHEDULER_SEMANTICS 3.4.6): every pass asks
+* Edge triggering is emulated: every pass asks
   each target ``wants_read()``/``wants_write()`` and watches only those
   directions; a target that wants neither is left out of the pass entirely,
   so a hung-up socket nobody waits on cannot make the reactor spin.  The

@@ -13,8 +13,8 @@ Facts about select
 What this means for corosio_py
 ------------------------------
 * Everything but the OS call lives in :mod:`._level`; ``fd_limit`` makes
-  ``register`` refuse fds the call could not watch with ``OSError(EINVAL)``
-  (SCHEDULER_SEMANTICS 3.4.2): an accepted connection beyond the limit is
+  ``register`` refuse fds the call could not watch with ``OSError(EINVAL)``: an accepted
+  connection beyond the limit is
   closed and that accept fails, and a server's accept loop backs off
   instead of dying on a ``ValueError``.
 * ``EBADF`` ends the pass with nothing to report: the fd was deregistered

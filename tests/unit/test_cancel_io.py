@@ -1,7 +1,7 @@
 """Cancellation of socket and acceptor operations, on every backend.
 
-Covers the cancellation items of the upstream socket and acceptor suites
-(SCHEDULER_SEMANTICS 6.2, 6.3), precancel (6.9, TCP parts), the stop-token
+Covers the cancellation items of the upstream socket and acceptor suites, precancel (6.9, TCP
+parts), the stop-token
 items of reactor_paths (6.11), the PORT DECISIONS of 4.3.3 (a cancel racing
 an initiation is not lost) and 4.4.3 (no stale pending cancel), and races
 of cancel/close from foreign threads while four threads run the context.

@@ -1,9 +1,9 @@
 """IOContext, Executor and work-guard tests, run on every reactor backend.
 
 The first half ports the upstream ``test/unit/io_context.cpp`` catalogue
-(SCHEDULER_SEMANTICS 6.1 and 6.12; each test is named after its upstream
+(upstream behaviour; each test is named after its upstream
 case); the second half checks the "Context and scheduler" contract of
-API.md.  Timing bounds are generous: the machine is small and shared, so an
+the API contract.  Timing bounds are generous: the machine is small and shared, so an
 upper bound only has to tell "returned promptly" from "waited for the full
 timeout" or "hung".
 """
@@ -156,7 +156,7 @@ def test_run_one(make_ctx: Callable[..., IOContext], hint: int | None) -> None:
     assert not ctx.stopped()
     assert ctx.run_one() == 1
     assert counter.value == 2
-    # 1.4.2 / API.md: the call that ran the last handler stops the context.
+    # 1.4.2 / the API contract: the call that ran the last handler stops the context.
     assert ctx.stopped()
     assert ctx.run_one() == 0
 
@@ -514,7 +514,7 @@ def test_shutdown_destroys_timer_waiters(
 
 
 # --------------------------------------------------------------------------
-# API.md contract: posting and executors
+# the API contract: posting and executors
 
 
 @HINTS

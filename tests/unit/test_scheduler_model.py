@@ -3,7 +3,7 @@
 A hypothesis state machine drives one :class:`IOContext` (per backend, with
 the default and the ``concurrency_hint=1`` scheduler) with posts, the run
 variants, stop/restart and work guards, and checks every step against a
-small reference model (SCHEDULER_SEMANTICS 1.2-1.7):
+small reference model:
 
 * ``queue``: posted-but-not-run handlers, run in FIFO order by one thread;
 * outstanding work = queued handlers + held guards;

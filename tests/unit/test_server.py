@@ -1,7 +1,7 @@
 """TCPServer, on every backend.
 
-Ports the upstream tcp_server catalogue (SCHEDULER_SEMANTICS 6.6 and
-Appendix A) to the API.md contract, then checks the API.md specifics: one
+Ports the upstream tcp_server catalogue (upstream behaviour
+Appendix A) to the API contract, then checks the API contract specifics: one
 handler task per connection on any thread of the context, ``connections``,
 the socket closed when the handler returns, a handler's exception logged
 and confined to its connection, ``stop()`` from inside a handler and from a
@@ -397,7 +397,7 @@ def test_bind_error_address_in_use(backend: str) -> None:
 
 
 # --------------------------------------------------------------------------
-# API.md specifics
+# the API contract specifics
 # --------------------------------------------------------------------------
 
 

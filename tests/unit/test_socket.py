@@ -1,6 +1,6 @@
 """TCPSocket and Endpoint, on every backend.
 
-Ports the upstream socket catalogue (SCHEDULER_SEMANTICS 6.2) and the TCP
+Ports the upstream socket catalogue and the TCP
 items of reactor_paths (6.11), plus: an 8 MiB transfer checked by sha256,
 peer reset, refused connect, SIGPIPE safety, fd hygiene and socket_pair.
 Cancellation lives in test_cancel_io.py.

@@ -27,7 +27,7 @@ HOST = "127.0.0.1"
 #: Ping-pong message size (bytes).
 MSG = 64
 #: The receive buffer of the floors and of corosio_py's echo side: one
-#: preallocated buffer, no allocation per read (ANCHORS.md, allocator effect).
+#: preallocated buffer, no allocation per read.
 RBUF = 64 * 1024
 
 clock_ns = time.perf_counter_ns

@@ -11,7 +11,7 @@ from typing import Any
 from ._harness import COROSIO, Workload
 
 Row = dict[str, Any]
-#: En dash: "no value" and ranges, as in ANCHORS.md.
+#: En dash: "no value" and ranges, as in the reference measurements.
 DASH = "\u2013"
 
 
@@ -23,7 +23,7 @@ def write_json(path: Path, rows: Sequence[Row]) -> None:
 
 
 def fmt(value: float | None) -> str:
-    """A number the way ANCHORS.md prints them (352k, 1,234, 5.47)."""
+    """A number the way the reference measurements prints them (352k, 1,234, 5.47)."""
     if value is None or not math.isfinite(value):
         return DASH
     magnitude = abs(value)
@@ -98,7 +98,7 @@ def write_markdown(
         "figure is than the reference implementation's figure measured in this same run "
         "(>1 = corosio_py better; for lower-is-better figures it is reference / corosio_py).",
         "* Noise: a 2-vCPU VM shared with other jobs; ±20-35% run to run is normal "
-        "(ANCHORS.md), so only ratios beyond ~1.5x are meaningful. min-max is the full "
+        ", so only ratios beyond ~1.5x are meaningful. min-max is the full "
         "range of the runs.",
         "",
     ]

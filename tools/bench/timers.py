@@ -6,7 +6,7 @@ before the first timer is scheduled.  Figures: timers/s = N / (time from
 ``start`` until the last timer fired), and the lateness of each firing
 (fire time - deadline, ``time.monotonic``) as a mean with p50/p99.  With
 100,000 timers in 100 ms every implementation is overloaded, so lateness is
-mostly backlog (ANCHORS.md).  Checked: every timer fired exactly once.
+mostly backlog.  Checked: every timer fired exactly once.
 
 impls:
   corosio_py        N tasks spawned before ``run()``; each, when it first
