@@ -13,9 +13,11 @@ import gc
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+
+from corosio_py import IOContext
 
 #: Where the process lists its open fds (Linux, then macOS/BSD).
 _FD_DIRS = ("/proc/self/fd", "/dev/fd")
@@ -75,3 +77,18 @@ def fd_leak_check() -> Iterator[None]:
         problems.append(f"garbage-collected unclosed resources: {unclosed}")
     if problems:
         pytest.fail("resource leak in this module: " + "; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def make_ctx(backend: str) -> Iterator[Callable[..., IOContext]]:
+    """Build contexts on the backend under test; all are closed at teardown."""
+    made: list[IOContext] = []
+
+    def make(concurrency_hint: int | None = None) -> IOContext:
+        ctx = IOContext(concurrency_hint=concurrency_hint, backend=backend)
+        made.append(ctx)
+        return ctx
+
+    yield make
+    for ctx in made:
+        ctx.close()

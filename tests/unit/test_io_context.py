@@ -16,10 +16,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from thread_helpers import Runner, start
 
 import corosio_py
 from corosio_py import Cancelled, IOContext
@@ -37,47 +38,6 @@ JOIN = 15.0
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-@pytest.fixture
-def make_ctx(backend: str) -> Iterator[Callable[..., IOContext]]:
-    """Build contexts on the backend under test; all are closed at teardown."""
-    made: list[IOContext] = []
-
-    def make(concurrency_hint: int | None = None) -> IOContext:
-        ctx = IOContext(concurrency_hint=concurrency_hint, backend=backend)
-        made.append(ctx)
-        return ctx
-
-    yield make
-    for ctx in made:
-        ctx.close()
-
-
-class Runner(threading.Thread):
-    """A daemon thread calling ``fn(*args)``; keeps the result or the error."""
-
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
-        super().__init__(daemon=True)
-        self._fn = fn
-        self._args = args
-        self.result: Any = None
-        self.error: BaseException | None = None
-        self.finished_at: float | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = self._fn(*self._args)
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self.finished_at = time.monotonic()
-
-
-def start(fn: Callable[..., Any], *args: Any) -> Runner:
-    runner = Runner(fn, *args)
-    runner.start()
-    return runner
 
 
 def join_all(threads: list[Runner], timeout: float = JOIN) -> None:

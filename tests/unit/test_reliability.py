@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from thread_helpers import start
 
 import corosio_py as cio
 from corosio_py import IOContext
@@ -51,51 +52,6 @@ JOIN = 15.0
 #: The Ctrl-C program run in a subprocess, and its time limit.
 SIGINT_SCRIPT = Path(__file__).with_name("sigint_rounds.py")
 SCRIPT_TIMEOUT = 50.0
-
-
-@pytest.fixture
-def make_ctx(backend: str) -> Iterator[Callable[..., IOContext]]:
-    """Build contexts on the backend under test; all are closed at teardown."""
-    made: list[IOContext] = []
-
-    def make(concurrency_hint: int | None = None) -> IOContext:
-        ctx = IOContext(concurrency_hint=concurrency_hint, backend=backend)
-        made.append(ctx)
-        return ctx
-
-    yield make
-    for ctx in made:
-        ctx.close()
-
-
-class Runner(threading.Thread):
-    """A daemon thread calling ``fn()``; keeps the result or the error."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self._fn = fn
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = self._fn()
-        except BaseException as exc:
-            self.error = exc
-
-    def finish(self) -> Any:
-        """Join (bounded); re-raise the thread's error; return its result."""
-        self.join(JOIN)
-        assert not self.is_alive(), "the thread did not return"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-def start(fn: Callable[[], Any]) -> Runner:
-    runner = Runner(fn)
-    runner.start()
-    return runner
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = PROMPT) -> None:

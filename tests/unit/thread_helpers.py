@@ -1,0 +1,46 @@
+"""Runner threads shared by the scheduler tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+#: How long a join may take before a thread is considered hung.
+JOIN = 15.0
+
+
+class Runner(threading.Thread):
+    """A daemon thread calling ``fn(*args)``; keeps the result or the error."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        super().__init__(daemon=True)
+        self._fn = fn
+        self._args = args
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.finished_at: float | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._fn(*self._args)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.finished_at = time.monotonic()
+
+
+    def finish(self) -> Any:
+        """Join (bounded); re-raise the thread's error; return its result."""
+        self.join(JOIN)
+        assert not self.is_alive(), "the thread did not return"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def start(fn: Callable[..., Any], *args: Any) -> Runner:
+    runner = Runner(fn, *args)
+    runner.start()
+    return runner
