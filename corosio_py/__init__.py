@@ -19,10 +19,18 @@ from ._endpoint import Endpoint as Endpoint
 from ._errors import Cancelled as Cancelled
 from ._group import TaskGroup as TaskGroup
 from ._group import gather as gather
+from ._queue import Queue as Queue
+from ._queue import QueueEmpty as QueueEmpty
+from ._queue import QueueFull as QueueFull
 from ._reactor import available_backends as available_backends
 from ._resolve import resolve as resolve
 from ._server import TCPServer as TCPServer
 from ._socket import TCPSocket as TCPSocket
+from ._strand import Strand as Strand
+from ._sync import Condition as Condition
+from ._sync import Event as Event
+from ._sync import Lock as Lock
+from ._sync import Semaphore as Semaphore
 from ._tasks import Task as Task
 from ._tasks import current_executor as current_executor
 from ._tasks import current_task as current_task
@@ -37,11 +45,19 @@ __version__ = "0.1.0"
 
 __all__ = (
     "Cancelled",
+    "Condition",
     "Endpoint",
+    "Event",
     "Executor",
     "IOContext",
+    "Lock",
+    "Queue",
+    "QueueEmpty",
+    "QueueFull",
+    "Semaphore",
     "StopSource",
     "StopToken",
+    "Strand",
     "TCPAcceptor",
     "TCPServer",
     "TCPSocket",

@@ -224,11 +224,11 @@ class IOContext:
             self._tasks.discard(task)
 
 
-@final
 class Executor:
     """A light handle that submits work to one :class:`IOContext`.
 
-    Executors of one context compare equal.
+    Executors of one context compare equal.  (:class:`Strand` is the one
+    subclass: an executor that serialises its handlers.)
     """
 
     __slots__ = ("_ctx", "_sched")
@@ -275,7 +275,7 @@ class Executor:
         self._sched.work_finished()
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Executor) and other._ctx is self._ctx
+        return type(other) is Executor and other._ctx is self._ctx
 
     def __hash__(self) -> int:
         return id(self._ctx)

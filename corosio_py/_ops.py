@@ -75,6 +75,14 @@ class Operation:
         """
         return False
 
+    def abandon(self, task: Task[Any]) -> None:
+        """The task is abandoned (its context closed) and may be parked here.
+
+        Called under the task's lock.  Operations parked in a queue that
+        outlives the context (a lock's, a queue's waiters) leave it, so they
+        are never granted something nobody will receive.
+        """
+
     def discard(self, value: object) -> None:
         """A completed result is being dropped (the context was closed
         before the task resumed; a cancel never drops a result).

@@ -28,6 +28,7 @@ from ._context import Executor, IOContext
 from ._errors import Cancelled
 from ._ops import PENDING, Operation
 from ._scheduler import Handler, InvariantError, thread_state
+from ._strand import Strand
 
 __all__ = ("Task", "current_executor", "current_task", "run", "spawn", "yield_now")
 
@@ -78,6 +79,7 @@ class Task(Generic[T]):
         "_callbacks",
         "_retrieved",
         "_wakeups",
+        "_executor",
     )
 
     def __init__(self, ctx: IOContext, coro: Coroutine[Any, Any, T]) -> None:
@@ -115,6 +117,9 @@ class Task(Generic[T]):
         self._callbacks: list[Callable[[Task[T]], object]] | None = None  # made on demand
         self._retrieved = False
         self._wakeups = 0  # COROSIO_DEBUG: completions queued since the last resume
+        # Written once, before the task is queued: where it runs (the
+        # context's executor or a strand); current_executor() returns it.
+        self._executor: Executor = ctx.executor
 
     # ------------------------------------------------------------ public API
 
@@ -280,7 +285,7 @@ class Task(Generic[T]):
                         exc = Cancelled()
         if coro is None:
             # Abandoned by IOContext.close(): release a result nobody gets.
-            if value is not _NOTHING and exc is None and self._op is not None:
+            if value is not _NOTHING and self._op is not None:
                 self._op.discard(value)
             return
         if value is _NOTHING:
@@ -449,6 +454,8 @@ class Task(Generic[T]):
                 return
             coro, self._coro = self._coro, None
             op = self._op
+            if coro is not None and op is not None:
+                op.abandon(self)  # before reading the slot: see Operation.abandon
         if coro is None:
             return  # finished, or already abandoned
         # A resumption queued with a completed result nobody will receive
@@ -566,6 +573,8 @@ def _context_of(ctx_or_executor: object) -> IOContext:
 def spawn(ctx_or_executor: IOContext | Executor, coro: Awaitable[T]) -> Task[T]:
     """Start ``coro`` as a task on the context; returns the :class:`Task`.
 
+    On a :class:`Strand`, every step of the task runs on that strand.
+
     The task is queued (it never runs inline), so it counts as outstanding
     work until it finishes.  Raises ``RuntimeError`` on a closed context.
     """
@@ -581,6 +590,10 @@ def spawn(ctx_or_executor: IOContext | Executor, coro: Awaitable[T]) -> Task[T]:
     else:
         raise TypeError(f"spawn() needs a coroutine or awaitable, got {type(coro).__name__}")
     task = Task(ctx, body)
+    if isinstance(ctx_or_executor, Strand):
+        # Every step enters the strand: the strand's tasks never overlap.
+        task._executor = ctx_or_executor
+        task._resume_cb = ctx_or_executor._task_resumer(task)
     try:
         ctx._task_started(task)
         ctx._sched.post(task._resume_cb)
@@ -603,14 +616,15 @@ def current_task() -> Task[Any] | None:
 
 
 def current_executor() -> Executor:
-    """The executor of the running task's context.
+    """The executor the running task was spawned on (its context's
+    executor, or its strand).
 
     :raises RuntimeError: outside a task.
     """
     task = current_task()
     if task is None:
         raise RuntimeError("current_executor() called outside a corosio_py task")
-    return task._ctx.executor
+    return task._executor
 
 
 def _require_task(what: str) -> Task[Any]:
