@@ -69,9 +69,10 @@ class Strand(Executor):
         self._pending: deque[Handler] = deque()  # (_mutex)
         self._busy = False  # (_mutex) a runner is queued or running
         # The thread running the strand's handlers, else 0.  Written only by
-        # that thread (ownership passes through _busy under _mutex); read
-        # unlocked by running_in_this_thread, where it can only equal the
-        # reader's own ident if the reader wrote it.
+        # the owner (ownership passes through _busy under _mutex), and reset
+        # before ownership is given up; read unlocked by dispatch and
+        # running_in_this_thread, where it can only equal the reader's own
+        # ident while the reader owns the strand.
         self._thread = 0
         self._run_queued: Handler = self._run_pending
 
@@ -162,9 +163,10 @@ class Strand(Executor):
 
         Runs up to :data:`BATCH` handlers, then re-queues the runner if more
         are waiting.  If a handler raises, the strand is handed on the same
-        way before the error propagates to ``run*``.
+        way before the error propagates to ``run*``.  ``_thread`` is cleared
+        while the strand is still busy (under the mutex when it goes idle),
+        so it never names a thread that no longer owns the strand.
         """
-        previous = self._thread
         self._thread = _get_ident()
         budget = BATCH
         handler = first
@@ -175,16 +177,17 @@ class Strand(Executor):
                     budget -= 1
                 with self._mutex:
                     if not self._pending:
+                        self._thread = 0
                         self._busy = False
                         return
                     if budget <= 0:
+                        self._thread = 0
                         break  # still busy: the re-queued runner owns it
                     handler = self._pending.popleft()
         except BaseException:
+            self._thread = 0
             self._hand_on()
             raise
-        finally:
-            self._thread = previous
         self._requeue()
 
     def _hand_on(self) -> None:
