@@ -28,6 +28,9 @@ WORKLOADS: tuple[str, ...] = (
     "fan_out",
     "accept_churn",
     "http_wrk",
+    "sync_lock",
+    "sync_queue",
+    "strand_post",
 )
 
 
