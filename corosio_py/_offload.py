@@ -133,8 +133,8 @@ class HelperCall(Operation):
     ``_claimed``, ``_finished``, ``_result``, ``_error`` and ``_wake_read``
     are guarded by ``_lock``; ``_task`` and ``_sched`` are written once in
     :meth:`start` before the helper thread can see the operation.
-    ``_wake_write`` belongs to the helper thread once submitted (it writes
-    and closes it).
+    ``_fn`` and ``_wake_write`` belong to the helper thread once submitted
+    (it calls and drops the one, writes and closes the other).
     """
 
     __slots__ = (
