@@ -17,7 +17,7 @@ import warnings
 from typing import Any
 
 import pytest
-from task_helpers import served, wait_done
+from task_helpers import raise_after, served, value_after, wait_done
 
 import corosio_py as cp
 
@@ -31,16 +31,6 @@ LONG = 30.0
 
 def go(backend: str, coro: Any, threads: int = 1) -> Any:
     return cp.run(coro, threads=threads, backend=backend)
-
-
-async def value_after(value: Any, delay: float) -> Any:
-    await cp.sleep(delay)
-    return value
-
-
-async def fail_after(error: BaseException, delay: float) -> None:
-    await cp.sleep(delay)
-    raise error
 
 
 class NoUnawaited:
@@ -289,7 +279,7 @@ def test_shield_returns_the_result_and_raises_the_error(backend: str, threads: i
         assert await cp.shield(value_after(1, 0.001)) == 1
         assert await cp.shield(cp.spawn(cp.current_executor(), value_after(2, 0.001))) == 2
         with pytest.raises(KeyError):
-            await cp.shield(fail_after(KeyError("k"), 0.001))
+            await cp.shield(raise_after(KeyError("k"), 0.001))
 
     go(backend, main(), threads)
 
@@ -355,7 +345,7 @@ def test_shielded_error_nobody_retrieves_is_logged(
 
         async def waiter() -> None:
             started.set()
-            await cp.shield(fail_after(KeyError("lost"), 0.01))
+            await cp.shield(raise_after(KeyError("lost"), 0.01))
 
         outer = cp.spawn(cp.current_executor(), waiter())
         await started.wait()
@@ -436,7 +426,7 @@ def test_gather_return_exceptions_returns_errors_in_place(
     async def main() -> list[Any]:
         return await cp.gather(
             value_after(1, 0.001),
-            fail_after(KeyError("k"), 0.001),
+            raise_after(KeyError("k"), 0.001),
             value_after(3, 0.03),  # still running when the error lands: not cancelled
             return_exceptions=True,
         )
@@ -531,7 +521,7 @@ def test_create_task_failure_cancels_the_group(backend: str) -> None:
         with pytest.raises(ExceptionGroup) as info:
             async with cp.TaskGroup() as tg:
                 slow = tg.create_task(cp.sleep(LONG))
-                tg.create_task(fail_after(KeyError("k"), 0.001))
+                tg.create_task(raise_after(KeyError("k"), 0.001))
         assert [type(e) for e in info.value.exceptions] == [KeyError]
         assert slow.cancelled()
 

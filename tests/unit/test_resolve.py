@@ -58,18 +58,6 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[BlockingResolver]:
     fake.release.set()
 
 
-@pytest.fixture
-def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
-    """Exceptions that escape any thread (the resolver's included)."""
-    errors: list[BaseException] = []
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        errors.append(args.exc_value if args.exc_value is not None else RuntimeError("?"))
-
-    monkeypatch.setattr(threading, "excepthook", hook)
-    return errors
-
-
 # ---------------------------------------------------------------- real lookups
 
 

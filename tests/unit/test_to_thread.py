@@ -59,18 +59,6 @@ def gate() -> Iterator[Gate]:
     assert _offload.settle(SETTLE)
 
 
-@pytest.fixture
-def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
-    """Exceptions that escape any thread (the helper threads' included)."""
-    errors: list[BaseException] = []
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        errors.append(args.exc_value if args.exc_value is not None else RuntimeError("?"))
-
-    monkeypatch.setattr(threading, "excepthook", hook)
-    return errors
-
-
 def _settled(ctx: cp.IOContext, errors: list[BaseException]) -> None:
     """Every helper call handed back or dropped; nothing escaped, nothing counted."""
     assert _offload.settle(SETTLE)
