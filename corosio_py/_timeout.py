@@ -72,8 +72,8 @@ class timeout:  # noqa: N801 - a lower-case context manager, like asyncio.timeou
         self._cancels_at_enter = task._cancel_count
         delay = self._delay
         if delay is None:
-            pass
-        elif delay <= 0.0:
+            return self  # never expires: nothing to arm
+        if delay <= 0.0:
             task._cancel_for_scope(self._scope)
         else:
             entry = self._entry = _ScopeDeadline(task, self._scope)
