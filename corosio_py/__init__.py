@@ -40,6 +40,9 @@ from ._tasks import yield_now as yield_now
 from ._timeout import timeout as timeout
 from ._timer import Timer as Timer
 from ._timer import sleep as sleep
+from ._to_thread import to_thread as to_thread
+from ._waiting import shield as shield
+from ._waiting import wait_for as wait_for
 
 __version__ = "0.1.0"
 
@@ -71,8 +74,11 @@ __all__ = (
     "gather",
     "resolve",
     "run",
+    "shield",
     "sleep",
     "spawn",
     "timeout",
+    "to_thread",
+    "wait_for",
     "yield_now",
 )

@@ -90,19 +90,28 @@ async def _wait_all_shielded(watch: _Watch, on_cancel: Callable[[], object]) -> 
             on_cancel()
 
 
-async def gather(*awaitables: Any) -> list[Any]:
+async def gather(*awaitables: Any, return_exceptions: bool = False) -> list[Any]:
     """Run coroutines (and await tasks) concurrently; results in argument order.
 
     On the first error the others are cancelled and waited for, and that
-    error is raised.  If the gathering task is cancelled, so are the others.
+    error is raised.  With ``return_exceptions=True`` every child runs to
+    its end and an error (``Cancelled`` too, for a child that something
+    else cancelled) takes the place of its result; no sibling is cancelled.
+    Either way, if the gathering task is cancelled, so are the others.
+
+    :raises TypeError: for a non-awaitable, or a non-bool ``return_exceptions``.
     """
     parent = _require_task("gather()")
     bad = [aw for aw in awaitables if not isinstance(aw, Awaitable)]
-    if bad:
+    if bad or not isinstance(return_exceptions, bool):
         for aw in awaitables:
             if isinstance(aw, Coroutine):
                 aw.close()  # never started: do not leave it unawaited
-        raise TypeError(f"gather() takes awaitables, not {type(bad[0]).__name__}")
+        if bad:
+            raise TypeError(f"gather() takes awaitables, not {type(bad[0]).__name__}")
+        raise TypeError(
+            f"return_exceptions must be a bool, not {type(return_exceptions).__name__}"
+        )
     children = [aw if isinstance(aw, Task) else spawn(parent._ctx, aw) for aw in awaitables]
     watch = _Watch()
     for child in children:
@@ -113,11 +122,13 @@ async def gather(*awaitables: Any) -> list[Any]:
             child.cancel()
 
     try:
-        await watch.until(all_done=False)
+        await watch.until(all_done=return_exceptions)
     except Cancelled:
         cancel_children()
         await _wait_all_shielded(watch, cancel_children)
         raise
+    if return_exceptions:
+        return [_outcome(child) for child in children]
     if watch.failed:
         cancel_children()
         await _wait_all_shielded(watch, cancel_children)
@@ -128,9 +139,19 @@ async def gather(*awaitables: Any) -> list[Any]:
     return [child.result() for child in children]
 
 
+def _outcome(child: Task[Any]) -> Any:
+    """A done child's result, or its exception as a value."""
+    try:
+        return child.result()
+    except BaseException as error:  # Cancelled included: returned, not raised
+        return error
+
+
 @final
 class TaskGroup:
     """``async with TaskGroup() as tg: tg.spawn(coro)`` -- structured tasks.
+
+    ``tg.create_task(coro)`` is the same as ``tg.spawn(coro)``.
 
     The block waits for every child.  The first child error cancels the
     other children and the body; the group then raises an
@@ -167,6 +188,23 @@ class TaskGroup:
         if aborted:
             child.cancel()
         return child
+
+    def create_task(
+        self, coro: Coroutine[Any, Any, Any], *, name: object = None, context: object = None
+    ) -> Task[Any]:
+        """The same as :meth:`spawn`, under asyncio's name.
+
+        ``name=`` is accepted and ignored (tasks have no names).
+        ``context=`` is refused unless None: a corosio_py task has no
+        ``contextvars.Context`` of its own to replace.
+
+        :raises TypeError: for a ``context`` other than None.
+        """
+        if context is not None:
+            if isinstance(coro, Coroutine):
+                coro.close()  # never started: do not leave it unawaited
+            raise TypeError("TaskGroup.create_task() does not support context=")
+        return self.spawn(coro)
 
     def _children_running(self) -> bool:
         with self._lock:

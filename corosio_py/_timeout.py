@@ -39,8 +39,9 @@ class timeout:  # noqa: N801 - a lower-case context manager, like asyncio.timeou
 
     On expiry the awaited operation completes with ``Cancelled`` and the
     ``with`` raises ``TimeoutError``.  A non-positive ``seconds`` lets the
-    body run up to its first suspension, which is cancelled at once.  Use it
-    inside a corosio_py task (``RuntimeError`` otherwise).
+    body run up to its first suspension, which is cancelled at once;
+    ``None`` never expires.  Use it inside a corosio_py task
+    (``RuntimeError`` otherwise), as ``with`` or ``async with``.
 
     Cancellation never loses data: an operation that had already completed
     when the deadline passed (its task not yet resumed) delivers its result,
@@ -51,8 +52,9 @@ class timeout:  # noqa: N801 - a lower-case context manager, like asyncio.timeou
 
     __slots__ = ("_delay", "_task", "_scope", "_entry", "_cancels_at_enter")
 
-    def __init__(self, seconds: float) -> None:
-        self._delay = _validate.seconds(seconds)
+    def __init__(self, seconds: float | None) -> None:
+        # None: never expires (no timer entry at all).
+        self._delay = None if seconds is None else _validate.seconds(seconds)
         self._task: Task[Any] | None = None
         self._scope = CancelScope()
         self._entry: _ScopeDeadline | None = None
@@ -68,11 +70,14 @@ class timeout:  # noqa: N801 - a lower-case context manager, like asyncio.timeou
             raise RuntimeError("a timeout object cannot be entered twice")
         task = self._task = _require_task("timeout()")
         self._cancels_at_enter = task._cancel_count
-        if self._delay <= 0.0:
+        delay = self._delay
+        if delay is None:
+            return self  # never expires: nothing to arm
+        if delay <= 0.0:
             task._cancel_for_scope(self._scope)
         else:
             entry = self._entry = _ScopeDeadline(task, self._scope)
-            task._sched.add_timer(entry, time.monotonic() + min(self._delay, 1e15))
+            task._sched.add_timer(entry, time.monotonic() + min(delay, 1e15))
         return self
 
     def __exit__(
@@ -89,3 +94,14 @@ class timeout:  # noqa: N801 - a lower-case context manager, like asyncio.timeou
         fired = task._close_scope(self._scope)
         if fired and isinstance(exc, Cancelled) and task._cancel_count == self._cancels_at_enter:
             raise TimeoutError(f"timed out after {self._delay} s") from None
+
+    async def __aenter__(self) -> timeout:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)

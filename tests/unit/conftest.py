@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -92,3 +93,15 @@ def make_ctx(backend: str) -> Iterator[Callable[..., IOContext]]:
     yield make
     for ctx in made:
         ctx.close()
+
+
+@pytest.fixture
+def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
+    """Exceptions that escape any thread (helper threads included)."""
+    errors: list[BaseException] = []
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        errors.append(args.exc_value if args.exc_value is not None else RuntimeError("?"))
+
+    monkeypatch.setattr(threading, "excepthook", hook)
+    return errors

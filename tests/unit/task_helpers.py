@@ -54,3 +54,15 @@ def wait_done(task: cp.Task[Any], limit: float = PROMPT) -> None:
     while not task.done():
         assert time.monotonic() < deadline, f"{task!r} did not finish in time"
         time.sleep(0.0005)
+
+
+async def value_after(value: Any, delay: float = 0.0) -> Any:
+    """Return ``value`` after sleeping ``delay`` seconds."""
+    await cp.sleep(delay)
+    return value
+
+
+async def raise_after(error: BaseException, delay: float = 0.0) -> Any:
+    """Raise ``error`` after sleeping ``delay`` seconds."""
+    await cp.sleep(delay)
+    raise error

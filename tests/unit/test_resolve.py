@@ -17,7 +17,7 @@ import pytest
 from tcp_helpers import context, run, until
 
 import corosio_py
-from corosio_py import Cancelled, Endpoint, IOContext, StopSource, TCPAcceptor, TCPSocket
+from corosio_py import Cancelled, Endpoint, IOContext, StopSource, TCPAcceptor, TCPSocket, _offload
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 
@@ -56,18 +56,6 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[BlockingResolver]:
     monkeypatch.setattr(socket, "getaddrinfo", fake)
     yield fake
     fake.release.set()
-
-
-@pytest.fixture
-def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
-    """Exceptions that escape any thread (the resolver's included)."""
-    errors: list[BaseException] = []
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        errors.append(args.exc_value if args.exc_value is not None else RuntimeError("?"))
-
-    monkeypatch.setattr(threading, "excepthook", hook)
-    return errors
 
 
 # ---------------------------------------------------------------- real lookups
@@ -179,12 +167,10 @@ def test_resolve_errors_propagate(backend: str, monkeypatch: pytest.MonkeyPatch)
 def _assert_no_late_completion(
     ctx: IOContext | None, resolver: BlockingResolver, errors: list[BaseException]
 ) -> None:
-    """Release the lookups, let their threads end, check they posted nothing."""
+    """Release the lookups, let their helper calls end, check they posted nothing."""
     resolver.release.set()
     assert resolver.finished.wait(10)
-    for thread in resolver.threads:
-        thread.join(10)
-        assert not thread.is_alive()
+    assert _offload.settle(10)  # every helper call handed back (or dropped)
     assert errors == []
     if ctx is not None:
         assert ctx._sched.outstanding() == 0
