@@ -103,26 +103,41 @@ class Queue(Generic[T]):
 
     async def put(self, item: T, stop_token: StopToken | None = None) -> None:
         """Put ``item`` at the back, waiting while the queue is full."""
-        refuse_if_stopped(stop_token)
-        with self._mutex:
-            if self._offer_locked(item):
-                return
-        await _Put(self, item, stop_token)
+        if stop_token is not None:
+            refuse_if_stopped(stop_token)
+        mutex = self._mutex
+        mutex.acquire()  # not ``with``: this is the hot path (see _waiters)
+        try:
+            taken = self._offer_locked(item)
+        finally:
+            mutex.release()
+        if not taken:
+            await _Put(self, item, stop_token)
 
     def put_nowait(self, item: T) -> None:
         """Put ``item`` at once.
 
         :raises QueueFull: when the queue is full.
         """
-        with self._mutex:
-            if not self._offer_locked(item):
-                raise QueueFull()
+        mutex = self._mutex
+        mutex.acquire()
+        try:
+            taken = self._offer_locked(item)
+        finally:
+            mutex.release()
+        if not taken:
+            raise QueueFull()
 
     async def get(self, stop_token: StopToken | None = None) -> T:
         """Take the front item, waiting while the queue is empty."""
-        refuse_if_stopped(stop_token)
-        with self._mutex:
+        if stop_token is not None:
+            refuse_if_stopped(stop_token)
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             item = self._take_locked()
+        finally:
+            mutex.release()
         if item is NOT_READY:
             item = await _Get(self, stop_token)
         return item  # type: ignore[return-value]
@@ -132,8 +147,12 @@ class Queue(Generic[T]):
 
         :raises QueueEmpty: when the queue is empty.
         """
-        with self._mutex:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
             item = self._take_locked()
+        finally:
+            mutex.release()
         if item is NOT_READY:
             raise QueueEmpty()
         return item  # type: ignore[return-value]
@@ -159,7 +178,7 @@ class Queue(Generic[T]):
 
     def _offer_locked(self, item: T) -> bool:
         """Hand ``item`` to a parked getter or append it; False when full."""
-        if grant_first(self._getters, item) is None:
+        if not self._getters or grant_first(self._getters, item) is None:
             if 0 < self._maxsize <= len(self._items):
                 return False
             self._items.append(item)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 
 from ._cancel import StopToken, check_token
 from ._errors import Cancelled
+from ._ops import PENDING
 from ._waiters import NOT_READY, Waiter, WaiterFifo, grant_first
 
 if TYPE_CHECKING:
@@ -31,9 +32,10 @@ __all__ = ("Condition", "Event", "Lock", "Semaphore", "refuse_if_stopped")
 T = TypeVar("T")
 
 
-def refuse_if_stopped(stop_token: StopToken | None) -> None:
-    """A stop token already stopped means the wait never starts."""
-    if stop_token is not None and check_token(stop_token).stop_requested:  # type: ignore[union-attr]
+def refuse_if_stopped(stop_token: StopToken) -> None:
+    """A stop token already stopped means the wait never starts (callers
+    test for None first: the common case costs no call)."""
+    if check_token(stop_token).stop_requested:  # type: ignore[union-attr]
         raise Cancelled()
 
 
@@ -49,8 +51,15 @@ class _Acquire(Waiter):
         super().__init__(lock._mutex, lock._waiters, stop_token)
         self._lock = lock
 
-    def try_now(self) -> object:
-        return True if self._lock._take_locked() else NOT_READY
+    def start(self, task: Task[Any]) -> object:
+        with self._mutex:
+            # Registered first, then tried: a release that found no waiter
+            # (it looks without the mutex) has let go before this try.
+            if self._lock._enqueue_or_take_locked(self):
+                return True
+            task._sched.work_started()  # under the mutex: no granter yet
+            self.task = task
+        return PENDING
 
     def discard(self, value: object) -> None:
         if value is True:  # granted to a task its closed context dropped
@@ -66,25 +75,32 @@ class Lock:
     A cancelled ``acquire`` never holds the lock; one that was granted the
     lock just before the cancel returns normally, holding it, and the
     cancellation lands at the task's next suspension.
+
+    The lock's state is a ``threading.Lock`` (``_held``) only ever taken
+    without blocking: an uncontended acquire is one atomic try, and a
+    release with nobody waiting one atomic release.  Waiters queue under
+    ``_mutex``; a release hands the lock to the oldest of them without
+    letting ``_held`` go, so a newcomer's try fails and FIFO order holds.
     """
 
-    __slots__ = ("_mutex", "_locked", "_waiters")
+    __slots__ = ("_mutex", "_held", "_waiters")
 
     def __init__(self) -> None:
-        self._mutex = threading.Lock()
-        self._locked = False  # (_mutex); a one-field hint for locked()
-        self._waiters: WaiterFifo[Waiter, None] = WaiterFifo()  # (_mutex)
+        self._mutex = threading.Lock()  # guards _waiters; before the scheduler lock
+        self._held = threading.Lock()  # held exactly while the Lock is
+        # (_mutex); its truth value is read unlocked by release(), see there.
+        self._waiters: WaiterFifo[Waiter, None] = WaiterFifo()
 
     def locked(self) -> bool:
         """Whether the lock is held."""
-        return self._locked
+        return self._held.locked()
 
     async def acquire(self, stop_token: StopToken | None = None) -> bool:
         """Wait until the lock is free, take it, return True.  FIFO."""
-        refuse_if_stopped(stop_token)
-        with self._mutex:
-            if self._take_locked():
-                return True
+        if stop_token is not None:
+            refuse_if_stopped(stop_token)
+        if self._held.acquire(False):
+            return True
         return await _Acquire(self, stop_token)  # type: ignore[no-any-return]
 
     def release(self) -> None:
@@ -92,31 +108,38 @@ class Lock:
 
         :raises RuntimeError: when the lock is not held.
         """
-        with self._mutex:
-            if not self._locked:
+        if not self._waiters:
+            # Nobody seemed to wait: let go at once, then look again.  A
+            # waiter registers before it tries, so either its try sees this
+            # release or this second look sees it -- then take the lock
+            # back (if still free) and hand it over under the mutex.
+            try:
+                self._held.release()
+            except RuntimeError:
+                raise RuntimeError("Lock.release() of an unlocked lock") from None
+            if not self._waiters or not self._held.acquire(False):
+                return
+        mutex = self._mutex
+        mutex.acquire()
+        try:
+            if not self._held.locked():
                 raise RuntimeError("Lock.release() of an unlocked lock")
             if grant_first(self._waiters, True) is None:
-                self._locked = False  # else it stays held: handed over
+                self._held.release()  # the waiter left meanwhile
+        finally:
+            mutex.release()
 
-    def _take_locked(self) -> bool:
-        # Free implies nobody waits: release hands the lock over directly.
-        if self._locked:
-            return False
-        self._locked = True
-        return True
-
-    def _enqueue_reacquire_locked(self, waiter: Waiter) -> bool:
-        """Take the lock for ``waiter`` now (True) or queue it (mutex held)."""
-        if self._take_locked():
-            return True
+    def _enqueue_or_take_locked(self, waiter: Waiter) -> bool:
+        """Queue ``waiter``, then try the lock: True (dequeued) if taken."""
         self._waiters[waiter] = None
+        if self._held.acquire(False):
+            del self._waiters[waiter]
+            return True
         return False
 
     async def __aenter__(self) -> None:
-        with self._mutex:
-            if self._take_locked():
-                return
-        await _Acquire(self, None)
+        if not self._held.acquire(False):
+            await _Acquire(self, None)
 
     async def __aexit__(
         self,
@@ -127,10 +150,8 @@ class Lock:
         self.release()
 
     def __repr__(self) -> str:
-        with self._mutex:
-            state = "locked" if self._locked else "unlocked"
-            waiting = len(self._waiters)
-        return f"<Lock {state} waiters={waiting}>"
+        state = "locked" if self._held.locked() else "unlocked"
+        return f"<Lock {state} waiters={len(self._waiters)}>"
 
 
 # ---------------------------------------------------------------- Event
@@ -181,7 +202,8 @@ class Event:
 
     async def wait(self, stop_token: StopToken | None = None) -> bool:
         """Wait until the flag is set; return True."""
-        refuse_if_stopped(stop_token)
+        if stop_token is not None:
+            refuse_if_stopped(stop_token)
         if self._flag:  # a hint: seen set, so it was set during the call
             return True
         return await _EventWait(self, stop_token)  # type: ignore[no-any-return]
@@ -238,17 +260,27 @@ class Semaphore:
 
     async def acquire(self, stop_token: StopToken | None = None) -> bool:
         """Wait for a permit, take it, return True.  FIFO."""
-        refuse_if_stopped(stop_token)
-        with self._mutex:
-            if self._take_locked():
-                return True
+        if stop_token is not None:
+            refuse_if_stopped(stop_token)
+        mutex = self._mutex
+        mutex.acquire()  # not ``with``: this is the hot path (see _waiters)
+        try:
+            taken = self._take_locked()
+        finally:
+            mutex.release()
+        if taken:
+            return True
         return await _Permit(self, stop_token)  # type: ignore[no-any-return]
 
     def release(self) -> None:
         """Return a permit, handing it to the oldest waiter if any."""
-        with self._mutex:
-            if grant_first(self._waiters, True) is None:
+        mutex = self._mutex
+        mutex.acquire()
+        try:
+            if not self._waiters or grant_first(self._waiters, True) is None:
                 self._value += 1
+        finally:
+            mutex.release()
 
     def _take_locked(self) -> bool:
         # A permit available implies nobody waits (release hands it over).
@@ -331,7 +363,7 @@ class _ConditionWait(Waiter):
         self._phase = _REACQUIRING
         lock = self._cond._lock
         with lock._mutex:
-            if lock._enqueue_reacquire_locked(self):
+            if lock._enqueue_or_take_locked(self):
                 self.grant_locked(True)
 
     def grant_locked(self, value: object) -> None:

@@ -14,6 +14,11 @@ is ever lost to a cancellation.
 Lock order: task lock, then a primitive's mutex, then the scheduler lock
 (a grant queues the resumption while holding the mutex, which keeps the
 claim and the delivery of its value one step).
+
+The primitives' hot paths take their mutex with explicit ``acquire()`` /
+``release()`` in ``try``/``finally`` rather than ``with``: on CPython
+3.11-3.13 the ``with`` statement on a lock costs about twice as much, which
+is the difference between matching asyncio's uncontended rate and not.
 """
 
 from __future__ import annotations
