@@ -108,6 +108,10 @@ class Queue(Generic[T]):
         mutex = self._mutex
         mutex.acquire()  # not ``with``: this is the hot path (see _waiters)
         try:
+            if not self._getters and not 0 < self._maxsize <= len(self._items):
+                self._items.append(item)  # the common case, inline
+                self._unfinished += 1
+                return
             taken = self._offer_locked(item)
         finally:
             mutex.release()
@@ -135,6 +139,8 @@ class Queue(Generic[T]):
         mutex = self._mutex
         mutex.acquire()
         try:
+            if self._items and not self._putters:
+                return self._items.popleft()  # the common case, inline
             item = self._take_locked()
         finally:
             mutex.release()
