@@ -57,9 +57,21 @@ class LocklessScheduler(Scheduler):
         self._queue.append(handler)
 
     def post_counted(self, handler: Handler) -> None:
-        """Queue an already-counted completion (dropped once closed)."""
+        """Queue an already-counted completion (dropped once closed).
+
+        The one entry point another thread may use: a coordination
+        primitive (``Event.set()`` or ``Queue.put_nowait()`` from a plain
+        thread) or a ``Task.cancel()`` completes a parked wait of this
+        context's task.  The append is one atomic deque operation; a caller
+        that is not the running thread then interrupts the reactor, which
+        may be blocked with nothing else to do.  (Reading ``_owner``
+        unlocked is safe: it equals the caller's id only if the caller is
+        the running thread itself.)
+        """
         if not self._closed:
             self._queue.append(handler)
+            if self._owner != threading.get_ident():
+                self.reactor.interrupt()
 
     def work_started(self) -> None:
         """Add one unit of outstanding work."""

@@ -596,3 +596,28 @@ def test_primitives_wake_tasks_across_threads_promptly(
         for task in tasks:
             wait_done(task, PROMPT)
     assert [t.result() for t in tasks] == [True, True, True]
+
+
+def test_plain_thread_wakes_a_task_of_a_single_thread_context(
+    make_ctx: Callable[..., cp.IOContext],
+) -> None:
+    """concurrency_hint=1: the context is one thread's, yet a plain thread's
+    Event.set() / Queue.put_nowait() / Semaphore.release() still wakes its
+    task (the reactor is interrupted, not left blocked)."""
+    ctx = make_ctx(1)
+    event, q, sem = cp.Event(), cp.Queue[str](), cp.Semaphore(0)
+
+    async def main() -> list[object]:
+        return [await event.wait(), await q.get(), await sem.acquire()]
+
+    task = cp.spawn(ctx, main())
+
+    def feed() -> None:
+        for action in (event.set, lambda: q.put_nowait("item"), sem.release):
+            time.sleep(0.02)
+            action()
+
+    feeder = start(feed)
+    ctx.run()
+    feeder.finish()
+    assert task.result() == [True, "item", True]
