@@ -259,6 +259,7 @@ class Task(Generic[T]):
         Only a resumption that carries no outcome (the first step, a yield
         point) takes a pending request at once.
         """
+        lock = self._lock
         value = self._value
         exc = self._exc
         self._value = _NOTHING
@@ -270,7 +271,8 @@ class Task(Generic[T]):
         if token is not None:
             self._token = None
             token._source._unregister(id(self))
-        with self._lock:
+        lock.acquire()  # not ``with``: the hot path (see _waiters)
+        try:
             coro = self._coro
             if coro is not None:
                 self._stepping = True
@@ -283,6 +285,8 @@ class Task(Generic[T]):
                     self._cancel_requested = None
                     if exc is None:
                         exc = Cancelled()
+        finally:
+            lock.release()
         if coro is None:
             # Abandoned by IOContext.close(): release a result nobody gets.
             if value is not _NOTHING and self._op is not None:
@@ -316,11 +320,14 @@ class Task(Generic[T]):
                 if yielded is _YIELD or yielded is None:
                     # A yield point: a pending cancel lands here; otherwise
                     # the task is re-queued with no outcome (_NOTHING).
-                    with self._lock:
+                    lock.acquire()  # not ``with``: the hot path (see _waiters)
+                    try:
                         if self._take_request_locked():
                             exc = Cancelled()
                             continue
                         abandon = self._end_step_locked()
+                    finally:
+                        lock.release()
                     if abandon:
                         break  # close() ran meanwhile: abandon below
                     self._sched.wake(self._resume_cb)
@@ -328,7 +335,8 @@ class Task(Generic[T]):
                 if not isinstance(yielded, Operation):
                     exc = TypeError(f"a corosio_py task cannot await {type(yielded).__name__}")
                     continue
-                with self._lock:
+                lock.acquire()  # not ``with``: the hot path (see _waiters)
+                try:
                     if self._take_request_locked():
                         exc = Cancelled()  # the operation never starts
                         continue
@@ -356,6 +364,8 @@ class Task(Generic[T]):
                     elif token is not None:
                         self._token = None
                         token._source._unregister(id(self))
+                finally:
+                    lock.release()
                 if value is PENDING:
                     break  # close() ran meanwhile: abandon below
                 if exc is not None:
