@@ -124,13 +124,16 @@ class ThreadedScheduler(Scheduler):
             if self._idle and not self.gil:  # unlocked hint; the watcher covers a miss
                 self._hand_off(frame)
             return
-        with self._lock:
+        self._lock.acquire()
+        try:
             if self._closed:
                 raise RuntimeError("the IOContext is closed")
             self._outstanding += 1  # count before visibility
             self._queue.append(handler)
             if self._idle or (self._reactor_running and not self._reactor_interrupted):
                 self._wake_one_locked()  # (inlined test: nobody to wake is the common case)
+        finally:
+            self._lock.release()
 
     def post_counted(self, handler: Handler) -> None:
         """Queue ``handler`` whose unit of work is already counted.
@@ -144,17 +147,23 @@ class ThreadedScheduler(Scheduler):
             if self._idle and not self.gil:
                 self._hand_off(frame)
             return
-        with self._lock:
+        self._lock.acquire()
+        try:
             if self._closed:
                 return  # discarded; close() already dropped every unit
             self._queue.append(handler)
             self._wake_one_locked()
+        finally:
+            self._lock.release()
 
     def _hand_off(self, frame: Frame) -> None:
         """Publish this frame's private work now and wake an idle thread."""
-        with self._lock:
+        self._lock.acquire()
+        try:
             self._publish_locked(frame)
             self._wake_one_locked()
+        finally:
+            self._lock.release()
 
     def work_started(self) -> None:
         """Add one unit of outstanding work (a parked op, a timer).
@@ -163,8 +172,11 @@ class ThreadedScheduler(Scheduler):
         the reactor on another thread as soon as it is parked, so its unit
         must already be in the global count.
         """
-        with self._lock:
+        self._lock.acquire()
+        try:
             self._outstanding += 1
+        finally:
+            self._lock.release()
 
     def guard_started(self) -> None:
         """A user's unit of work (a guard, ``on_work_started``): refused once closed."""
@@ -195,7 +207,8 @@ class ThreadedScheduler(Scheduler):
         the heap, and a blocked reactor is interrupted if the deadline became
         the earliest.
         """
-        with self._lock:
+        self._lock.acquire()
+        try:
             self._outstanding += 1
             if (
                 self.timers.add(waiter, deadline)
@@ -203,6 +216,8 @@ class ThreadedScheduler(Scheduler):
                 and not self._reactor_interrupted
             ):
                 self._interrupt_reactor_locked()
+        finally:
+            self._lock.release()
 
     # ------------------------------------------------------------ control
 
@@ -438,8 +453,11 @@ class ThreadedScheduler(Scheduler):
                     continue
             else:
                 streak = PRIVATE_STREAK
-                with lock:
+                lock.acquire()
+                try:
                     handler = self._next_locked(frame, deadline, poll, limit > 1)
+                finally:
+                    lock.release()
                 if handler is None:
                     break
             try:
