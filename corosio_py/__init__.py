@@ -32,6 +32,7 @@ from ._tasks import yield_now as yield_now
 from ._timeout import timeout as timeout
 from ._timer import Timer as Timer
 from ._timer import sleep as sleep
+from ._tls import TLSStream as TLSStream
 
 __version__ = "0.1.0"
 
@@ -45,6 +46,7 @@ __all__ = (
     "TCPAcceptor",
     "TCPServer",
     "TCPSocket",
+    "TLSStream",
     "Task",
     "TaskGroup",
     "Timer",
