@@ -166,6 +166,8 @@ class TLSStream:
                 "TLSStream wraps a connected TCPSocket or LocalStreamSocket, "
                 f"not {type(stream).__name__}"
             )
+        if not server_side and server_hostname is None and context.check_hostname:
+            raise ValueError("a client context with check_hostname needs server_hostname")
         incoming = ssl.MemoryBIO()
         outgoing = ssl.MemoryBIO()
         self._ssl = context.wrap_bio(

@@ -13,6 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from corosio_py import TLSStream
+
 #: Skip reason when the openssl command is missing.
 NO_OPENSSL = "the openssl command is not installed"
 
@@ -43,7 +45,9 @@ class Certs:
             ctx.load_verify_locations(self.ca)
         return ctx
 
-    def client_context(self, *, with_cert: bool = False, trust: Path | None = None) -> ssl.SSLContext:
+    def client_context(
+        self, *, with_cert: bool = False, trust: Path | None = None
+    ) -> ssl.SSLContext:
         """A client context trusting the CA (or ``trust``), optionally with
         the client certificate."""
         ctx = ssl.create_default_context(cafile=str(trust or self.ca))
@@ -95,3 +99,48 @@ def make_certs(directory: Path) -> Certs:
     )
     client = _leaf(directory, "client", ca, "extendedKeyUsage=clientAuth\n")
     return Certs(ca[0], server[0], server[1], client[0], client[1], other[0])
+
+
+async def handshake_pair(
+    ctx: object,
+    client_ctx: ssl.SSLContext,
+    server_ctx: ssl.SSLContext,
+    hostname: str | None = "localhost",
+) -> tuple[TLSStream, TLSStream]:
+    """Two TLSStreams over a ``socket_pair``, handshaken concurrently:
+    ``(client, server)``."""
+    import corosio_py
+    from corosio_py.testing import socket_pair
+
+    a, b = socket_pair(ctx)  # type: ignore[arg-type]
+    client = TLSStream(a, client_ctx, server_hostname=hostname)
+    server = TLSStream(b, server_ctx, server_side=True)
+    other = corosio_py.spawn(ctx, server.handshake())  # type: ignore[arg-type]
+    try:
+        await client.handshake()
+    except BaseException:
+        client.close()  # the server's handshake ends too (its error is not the point)
+        server.close()
+        try:
+            await other
+        except BaseException:
+            pass
+        raise
+    try:
+        await other
+    except BaseException:
+        client.close()
+        server.close()
+        raise
+    return client, server
+
+
+async def read_all(stream: TLSStream, total: int, bufsize: int = 65536) -> bytes:
+    """Read until ``total`` bytes came (fails on an early EOF)."""
+    out = bytearray()
+    buf = bytearray(bufsize)
+    while len(out) < total:
+        n = await stream.read_some(buf)
+        assert n, f"EOF after {len(out)} of {total} bytes"
+        out += buf[:n]
+    return bytes(out)
