@@ -28,6 +28,9 @@ WORKLOADS: tuple[str, ...] = (
     "fan_out",
     "accept_churn",
     "http_wrk",
+    "tls_handshakes",
+    "tls_throughput",
+    "https_wrk",
 )
 
 
