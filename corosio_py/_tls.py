@@ -293,12 +293,8 @@ class TLSStream:
                     pass
                 except ssl.SSLError as exc:
                     error = exc
-                seen = self._ready_to_wait_locked()
-                flush = self._claim_flush_locked()
-            if flush:
-                await self._flush_and_release(stop_token, best_effort=error is not None)
-            if error is not None:
-                raise error
+                seen, flush = self._step_done_locked()
+            await self._send_then_raise(flush, error, stop_token)
             if done:
                 return
             await self._receive(seen, stop_token)
@@ -362,8 +358,7 @@ class TLSStream:
                     eof = True
                 except ssl.SSLError as exc:
                     error = exc
-                seen = self._ready_to_wait_locked()
-                flush = self._claim_flush_locked()
+                seen, flush = self._step_done_locked()
             if got or eof or error is not None:
                 if flush:
                     # Plaintext (or the outcome) is in hand: no suspension
@@ -539,12 +534,8 @@ class TLSStream:
                     again = True  # the peer's close_notify: unwrap() completes now
                 except ssl.SSLError as exc:
                     error = _eof_error() if self._raw_eof else exc
-                seen = self._ready_to_wait_locked()
-                flush = self._claim_flush_locked()
-            if flush:
-                await self._flush_and_release(stop_token, best_effort=error is not None)
-            if error is not None:
-                raise error
+                seen, flush = self._step_done_locked()
+            await self._send_then_raise(flush, error, stop_token)
             if done:
                 return
             if let_reader:
@@ -564,14 +555,22 @@ class TLSStream:
         if outgoing.pending:
             self._out.append(outgoing.read())
 
-    def _ready_to_wait_locked(self) -> int:
-        """Queue new output; return the read number a wait for input starts from."""
+    def _step_done_locked(self) -> tuple[int, bool]:
+        """After a call into the SSLObject: queue its output; return the
+        read number a wait for input starts from, and whether this party
+        took the send role to flush the queue (it was free)."""
         self._take_output_locked()
-        return self._recv_count
+        return self._recv_count, bool(self._out) and self._send.try_take_locked()
 
-    def _claim_flush_locked(self) -> bool:
-        """Take the send role if output is queued and nobody holds it."""
-        return bool(self._out) and self._send.try_take_locked()
+    async def _send_then_raise(
+        self, flush: bool, error: BaseException | None, stop_token: StopToken | None
+    ) -> None:
+        """Flush (when this party took the send role), then raise ``error``
+        if there is one (the alert before it is sent on a best-effort basis)."""
+        if flush:
+            await self._flush_and_release(stop_token, best_effort=error is not None)
+        if error is not None:
+            raise error
 
     def _release_send(self) -> None:
         """Give the send role up; queued output nobody will send goes to a
