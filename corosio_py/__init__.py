@@ -40,6 +40,7 @@ from ._tasks import yield_now as yield_now
 from ._timeout import timeout as timeout
 from ._timer import Timer as Timer
 from ._timer import sleep as sleep
+from ._tls import TLSStream as TLSStream
 from ._to_thread import to_thread as to_thread
 from ._waiting import shield as shield
 from ._waiting import wait_for as wait_for
@@ -64,6 +65,7 @@ __all__ = (
     "TCPAcceptor",
     "TCPServer",
     "TCPSocket",
+    "TLSStream",
     "Task",
     "TaskGroup",
     "Timer",

@@ -490,6 +490,14 @@ class Descriptor:
 
     def cancel_op(self, op: DescriptorOp, task: Task[Any]) -> bool:
         """Complete ``op`` with ``Cancelled`` if it is parked for ``task``."""
+        if not self.claim_op(op, task):
+            return False
+        self.sched.post_counted(task.wakeup(None, Cancelled()))
+        return True
+
+    def claim_op(self, op: DescriptorOp, task: Task[Any]) -> bool:
+        """Take ``op`` out of its slot if it is parked for ``task``; the
+        caller then completes it exactly once (``post_counted``)."""
         with self.lock:
             if op.task is not task:
                 return False
@@ -503,7 +511,6 @@ class Descriptor:
                     return False
                 self.read_op = None
                 self.read_busy = False
-        self.sched.post_counted(task.wakeup(None, Cancelled()))
         return True
 
     def cancel_all(self) -> None:

@@ -6,6 +6,7 @@ import functools
 import inspect
 import logging
 import socket
+import ssl as _ssl
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, final
@@ -17,6 +18,7 @@ from ._errors import Cancelled
 from ._socket import TCPSocket
 from ._tasks import Task, spawn
 from ._timer import sleep
+from ._tls_server import tls_handler
 
 __all__ = ("TCPServer",)
 
@@ -27,7 +29,7 @@ logger = logging.getLogger("corosio_py")
 _ACCEPT_RETRY_FIRST = 0.01
 _ACCEPT_RETRY_MAX = 0.5
 #: What a handler may raise when its peer goes away; logged at debug level.
-_PEER_GONE = (ConnectionResetError, BrokenPipeError, EOFError)
+_PEER_GONE = (ConnectionResetError, BrokenPipeError, EOFError, _ssl.SSLEOFError)
 
 Handler = Callable[[TCPSocket], Coroutine[Any, Any, object]]
 
@@ -78,8 +80,13 @@ class TCPServer:
         *,
         backlog: int = 128,
         reuse_address: bool = True,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         """Create a stopped server (see :meth:`start`).
+
+        ``ssl``: serve TLS with this context; each handler then gets a
+        :class:`~corosio_py.TLSStream` whose handshake is done (a failed
+        handshake ends that connection only, logged at debug level).
 
         :raises TypeError: for a bad context or backlog, or a ``handler``
             that is not an async function (an object whose ``__call__`` is
@@ -97,7 +104,7 @@ class TCPServer:
             raise TypeError(f"backlog must be an int, not {type(backlog).__name__}")
         self._ctx = ctx
         self._endpoint = as_endpoint(endpoint)
-        self._handler = handler
+        self._handler = handler if ssl is None else tls_handler(handler, ssl)
         self._backlog = backlog
         self._reuse_address = bool(reuse_address)
         self._lock = threading.Lock()  # guards the three fields below

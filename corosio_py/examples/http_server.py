@@ -5,6 +5,11 @@ Run it alone and point any HTTP client at it::
     python -m corosio_py.examples.http_server --port 8080 --threads 4
     curl -v http://127.0.0.1:8080/
 
+With ``--tls-cert cert.pem --tls-key key.pem`` it serves HTTPS instead
+(``TCPServer(..., ssl=context)``: each handler gets a ``TLSStream``)::
+
+    curl --cacert ca.pem https://localhost:8443/
+
 What it serves (any method; a query string is ignored):
 
 * ``/``: ``200 OK`` with a short plain-text body (what wrk and
@@ -40,6 +45,7 @@ import collections
 import math
 import re
 import signal
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Coroutine
@@ -61,6 +67,7 @@ __all__ = (
     "positive_int",
     "serve",
     "shutdown",
+    "tls_context",
 )
 
 #: Largest request head (request line and header fields), and largest
@@ -212,7 +219,7 @@ class _Connection:
 
     __slots__ = ("buf", "sock", "view")
 
-    def __init__(self, sock: cio.TCPSocket) -> None:
+    def __init__(self, sock: cio.TCPSocket | cio.TLSStream) -> None:
         self.sock = sock
         self.buf = bytearray()
         self.view = memoryview(bytearray(65536))
@@ -294,7 +301,9 @@ class _Connection:
                 raise RequestError(f"bad trailer line {field[:100]!r}")
 
 
-def make_handler(stats: HTTPStats) -> Callable[[cio.TCPSocket], Coroutine[Any, Any, None]]:
+def make_handler(
+    stats: HTTPStats,
+) -> Callable[[cio.TCPSocket | cio.TLSStream], Coroutine[Any, Any, None]]:
     """The per-connection coroutine function for :class:`corosio_py.TCPServer`.
 
     A peer that resets the connection or closes it mid-request ends the
@@ -302,8 +311,8 @@ def make_handler(stats: HTTPStats) -> Callable[[cio.TCPSocket], Coroutine[Any, A
     which the server logs at debug level only.
     """
 
-    async def handle(sock: cio.TCPSocket) -> None:
-        sock.no_delay = True
+    async def handle(sock: cio.TCPSocket | cio.TLSStream) -> None:
+        (sock.next_layer if isinstance(sock, cio.TLSStream) else sock).no_delay = True
         conn = _Connection(sock)
         buf = conn.buf
         view = conn.view
@@ -371,9 +380,16 @@ def make_handler(stats: HTTPStats) -> Callable[[cio.TCPSocket], Coroutine[Any, A
 
 
 def serve(
-    host: str, port: int, threads: int, backend: str | None, ready: threading.Event | None = None
+    host: str,
+    port: int,
+    threads: int,
+    backend: str | None,
+    ready: threading.Event | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[cio.IOContext, cio.TCPServer, HTTPStats, list[threading.Thread]]:
     """Start the server on ``threads`` threads; return what runs it.
+
+    ``tls``: serve HTTPS with this server context (see :func:`tls_context`).
 
     :raises ValueError: when ``threads`` is below 1.
     """
@@ -381,7 +397,7 @@ def serve(
         raise ValueError(f"threads must be at least 1, not {threads}")
     ctx = cio.IOContext(backend=backend)
     stats = HTTPStats()
-    server = cio.TCPServer(ctx, (host, port), make_handler(stats))
+    server = cio.TCPServer(ctx, (host, port), make_handler(stats), ssl=tls)
     server.start()
     handlers_run: dict[str, int] = {}
 
@@ -407,6 +423,15 @@ def shutdown(ctx: cio.IOContext, server: cio.TCPServer, workers: list[threading.
     for worker in workers:
         worker.join(timeout=5)
     ctx.close()
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server context with the certificate chain ``cert`` and its ``key``
+    (PEM files), offering ALPN ``http/1.1``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 def positive_int(text: str) -> int:
@@ -467,7 +492,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=cio.available_backends(),
         help=f"reactor backend (default: {cio.available_backends()[0]})",
     )
+    parser.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS (with --tls-key)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -476,11 +506,13 @@ def main(argv: list[str] | None = None) -> None:
     # Before the URL is printed: a client that reads it may signal at once.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    ctx, server, stats, workers = serve(args.host, args.port, args.threads, args.backend)
+    ctx, server, stats, workers = serve(
+        args.host, args.port, args.threads, args.backend, tls=tls
+    )
     endpoint = server.local_endpoint()
     host = f"[{endpoint.address}]" if endpoint.address.version == 6 else str(endpoint.address)
     print(
-        f"serving http://{host}:{endpoint.port}/ "
+        f"serving {'https' if tls else 'http'}://{host}:{endpoint.port}/ "
         f"on {args.threads} threads ({ctx.backend}); Ctrl-C to stop",
         flush=True,
     )

@@ -31,6 +31,9 @@ WORKLOADS: tuple[str, ...] = (
     "sync_lock",
     "sync_queue",
     "strand_post",
+    "tls_handshakes",
+    "tls_throughput",
+    "https_wrk",
 )
 
 

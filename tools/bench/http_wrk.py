@@ -23,10 +23,12 @@ impls:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 from typing import Any
@@ -81,13 +83,13 @@ class _DropResets(logging.Filter):
 
 
 class _CorosioServer(_Server):
-    def __init__(self, args: RunArgs) -> None:
+    def __init__(self, args: RunArgs, tls: ssl.SSLContext | None = None) -> None:
         from corosio_py.examples.http_server import serve
 
         logging.getLogger("corosio_py").addFilter(_DropResets())
 
         self._ctx, self._server, self._stats, self._workers = serve(
-            HOST, 0, args.threads, args.backend
+            HOST, 0, args.threads, args.backend, tls=tls
         )
         self.port = self._server.local_endpoint().port
 
@@ -104,7 +106,7 @@ class _CorosioServer(_Server):
 class _AsyncioServer(_Server):
     """The example server's request handling, on asyncio streams."""
 
-    def __init__(self, args: RunArgs) -> None:
+    def __init__(self, args: RunArgs, tls: ssl.SSLContext | None = None) -> None:
         import asyncio
 
         from corosio_py.examples.http_server import (
@@ -176,7 +178,7 @@ class _AsyncioServer(_Server):
 
             async def main() -> None:
                 server = await asyncio.start_server(
-                    handle, HOST, 0, limit=MAX_HEADER, backlog=512
+                    handle, HOST, 0, limit=MAX_HEADER, backlog=512, ssl=tls
                 )
                 box["port"] = server.sockets[0].getsockname()[1]
                 stop = asyncio.Event()
@@ -219,11 +221,17 @@ class _AsyncioServer(_Server):
 # ---------------------------------------------------------------- checks and wrk
 
 
-def _one_request(port: int) -> None:
-    """A single keep-alive GET; checks the status line and the exact body."""
+def _one_request(port: int, ca: str | None = None) -> None:
+    """A single keep-alive GET; checks the status line and the exact body
+    (over TLS, trusting ``ca``, when given)."""
     from corosio_py.examples.http_server import BODY
 
-    with socket.create_connection((HOST, port), timeout=10) as s:
+    with contextlib.ExitStack() as stack:
+        s = stack.enter_context(socket.create_connection((HOST, port), timeout=10))
+        if ca is not None:
+            s = stack.enter_context(
+                ssl.create_default_context(cafile=ca).wrap_socket(s, server_hostname="localhost")
+            )
         s.sendall(f"GET / HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode("ascii"))
         data = b""
         while b"\r\n\r\n" not in data:
@@ -283,19 +291,29 @@ def parse_wrk(out: str) -> dict[str, float]:
 
 
 def run(args: RunArgs) -> Measurement:
+    return measure(args)
+
+
+def measure(
+    args: RunArgs, tls: ssl.SSLContext | None = None, ca: str | None = None
+) -> Measurement:
+    """One wrk run against the server of ``args.impl`` (HTTPS with ``tls``,
+    checked with a client trusting ``ca``)."""
     reason = unavailable()
     if reason:
         raise RuntimeError(f"skipped: {reason}")
     seconds = args.params["seconds"]
     server: _Server = (
-        _CorosioServer(args) if args.impl.startswith("corosio_py") else _AsyncioServer(args)
+        _CorosioServer(args, tls)
+        if args.impl.startswith("corosio_py")
+        else _AsyncioServer(args, tls)
     )
     try:
-        _one_request(server.port)
+        _one_request(server.port, ca)
         before = server.served()
         cmd = [
             "wrk", f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s", "--latency",
-            f"http://{HOST}:{server.port}/",
+            f"{'https' if tls else 'http'}://{HOST}:{server.port}/",
         ]
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=seconds + 60, check=False
