@@ -1,13 +1,19 @@
-"""What TCPSocket and TCPAcceptor share: a context and an optional descriptor."""
+"""What every socket and acceptor shares: a context, an optional descriptor,
+cancel/close, readiness waits and socket options."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import socket
+from typing import TYPE_CHECKING, Any
 
 from ._context import IOContext
+from ._descriptor import FailedOp, closed_error
+from ._wait import wait_op
 
 if TYPE_CHECKING:
+    from ._cancel import StopToken
     from ._descriptor import Descriptor
+    from ._ops import Operation
 
 
 class DescriptorHandle:
@@ -18,13 +24,16 @@ class DescriptorHandle:
     own lock makes the operation safe from any thread.
     """
 
-    __slots__ = ("__weakref__", "_ctx", "_desc")
+    __slots__ = ("__weakref__", "_ctx", "_desc", "_presets")
 
     def __init__(self, ctx: IOContext) -> None:
         if not isinstance(ctx, IOContext):
             raise TypeError(f"{type(self).__name__} needs an IOContext, got {type(ctx).__name__}")
         self._ctx = ctx
         self._desc: Descriptor | None = None
+        # Options remembered for the sockets open() makes later (owner only,
+        # like open() itself; see _options.PresetOption).
+        self._presets: dict[int, bool] | None = None
 
     @property
     def context(self) -> IOContext:
@@ -60,3 +69,43 @@ class DescriptorHandle:
         desc = self._desc
         if desc is not None:
             desc.close()
+
+    def wait(self, kind: object, *, stop_token: StopToken | None = None) -> Operation:
+        """Awaitable: complete when the fd is ready for ``kind``, without
+        reading or writing (for a library that does its own non-blocking I/O
+        on :meth:`fileno`).
+
+        ``kind`` is :attr:`WaitType.READ` (readable, or a connection to
+        accept), :attr:`WaitType.WRITE` or :attr:`WaitType.ERROR` (an error
+        or hang-up is pending; the error is left for the next operation to
+        report).  ``READ`` and ``ERROR`` waits count as the pending read,
+        ``WRITE`` as the pending write.
+
+        :raises TypeError: for a ``kind`` that is not a WaitType, or a bad
+            ``stop_token`` (at the await).
+        :raises OSError: ``EBADF`` when closed.
+        :raises RuntimeError: when a read (or write) is already pending.
+        :raises Cancelled: when cancelled.
+        """
+        desc = self._desc
+        try:
+            if desc is None:
+                raise closed_error()
+            return wait_op(desc, kind, stop_token)
+        except (TypeError, OSError) as error:
+            return FailedOp(error, stop_token)
+
+    # ------------------------------------------------------------ options
+
+    def _require_desc(self) -> Descriptor:
+        desc = self._desc
+        if desc is None:
+            raise closed_error()
+        return desc
+
+    def _getopt(self, level: int, option: int) -> int:
+        value: int = self._require_desc().call(socket.socket.getsockopt, level, option)
+        return value
+
+    def _setopt(self, level: int, option: int, value: Any) -> None:
+        self._require_desc().call(socket.socket.setsockopt, level, option, value)
