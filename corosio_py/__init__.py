@@ -12,6 +12,7 @@ from __future__ import annotations
 from ._acceptor import TCPAcceptor as TCPAcceptor
 from ._cancel import StopSource as StopSource
 from ._cancel import StopToken as StopToken
+from ._connect import connect_any as connect_any
 from ._context import Executor as Executor
 from ._context import IOContext as IOContext
 from ._context import WorkGuard as WorkGuard
@@ -19,6 +20,11 @@ from ._endpoint import Endpoint as Endpoint
 from ._errors import Cancelled as Cancelled
 from ._group import TaskGroup as TaskGroup
 from ._group import gather as gather
+from ._local import LocalDatagramSocket as LocalDatagramSocket
+from ._local import LocalStreamSocket as LocalStreamSocket
+from ._local import local_socket_pair as local_socket_pair
+from ._local_acceptor import LocalStreamAcceptor as LocalStreamAcceptor
+from ._local_acceptor import LocalStreamServer as LocalStreamServer
 from ._reactor import available_backends as available_backends
 from ._resolve import resolve as resolve
 from ._server import TCPServer as TCPServer
@@ -32,6 +38,8 @@ from ._tasks import yield_now as yield_now
 from ._timeout import timeout as timeout
 from ._timer import Timer as Timer
 from ._timer import sleep as sleep
+from ._udp import UDPSocket as UDPSocket
+from ._wait import WaitType as WaitType
 
 __version__ = "0.1.0"
 
@@ -40,6 +48,10 @@ __all__ = (
     "Endpoint",
     "Executor",
     "IOContext",
+    "LocalDatagramSocket",
+    "LocalStreamAcceptor",
+    "LocalStreamServer",
+    "LocalStreamSocket",
     "StopSource",
     "StopToken",
     "TCPAcceptor",
@@ -48,11 +60,15 @@ __all__ = (
     "Task",
     "TaskGroup",
     "Timer",
+    "UDPSocket",
+    "WaitType",
     "WorkGuard",
     "available_backends",
+    "connect_any",
     "current_executor",
     "current_task",
     "gather",
+    "local_socket_pair",
     "resolve",
     "run",
     "sleep",

@@ -18,7 +18,7 @@ from ._context import IOContext
 from ._descriptor import AcceptOp, Descriptor
 from ._endpoint import IP, Addressing, Endpoint
 from ._handle import DescriptorHandle
-from ._options import SO_REUSEPORT, PresetOption, apply_presets
+from ._options import REUSE_PORT, PresetOption, apply_presets
 from ._sockbase import SocketBase, attach
 from ._socket import TCPSocket, check_ip_family, create_socket
 
@@ -59,15 +59,7 @@ class AcceptorBase(DescriptorHandle, Generic[S]):
         self._desc = desc
         return desc
 
-    reuse_port = PresetOption(
-        socket.SOL_SOCKET,
-        SO_REUSEPORT,
-        "SO_REUSEPORT",
-        "SO_REUSEPORT: several sockets (in one process or several) may bind "
-        "the same endpoint and the kernel spreads connections among them.  "
-        "Set before :meth:`bind`; remembered for later opens.  Setting it "
-        "where the platform lacks it raises ``OSError(ENOPROTOOPT)``.",
-    )
+    reuse_port = REUSE_PORT
 
     def bind(self, endpoint: Any) -> None:
         """Bind to ``endpoint`` (opening a socket of its family if needed).

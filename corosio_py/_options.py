@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ._handle import DescriptorHandle
 
 __all__ = (
+    "REUSE_PORT",
     "SO_REUSEPORT",
     "BoolOption",
     "PresetOption",
@@ -120,3 +121,16 @@ def apply_presets(sock: socket.socket, presets: dict[int, bool] | None) -> None:
     if presets:
         for option, on in presets.items():
             sock.setsockopt(socket.SOL_SOCKET, option, int(on))
+
+
+#: ``reuse_port`` of acceptors and UDP sockets (one descriptor serves every
+#: class: it keeps its state on the object).
+REUSE_PORT: Final = PresetOption(
+    socket.SOL_SOCKET,
+    SO_REUSEPORT,
+    "SO_REUSEPORT",
+    "SO_REUSEPORT: several sockets (in one process or several) may bind the "
+    "same endpoint, and the kernel spreads connections or datagrams among "
+    "them.  Set before ``bind``; remembered for later opens.  Setting it where "
+    "the platform lacks it raises ``OSError(ENOPROTOOPT)``.",
+)

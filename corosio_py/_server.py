@@ -74,7 +74,7 @@ class StreamServer:
     def __init__(
         self,
         ctx: IOContext,
-        endpoint: Endpoint | tuple[str, int],
+        endpoint: Any,
         handler: Handler,
         *,
         backlog: int = 128,
