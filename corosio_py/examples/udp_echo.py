@@ -12,8 +12,6 @@ resumes on whichever is free.  Ctrl-C stops it.
 from __future__ import annotations
 
 import argparse
-import signal
-from types import FrameType
 
 import corosio_py as cio
 
@@ -43,26 +41,25 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--threads", type=int, default=1, help="threads in run() (default: 1)")
     args = parser.parse_args(argv)
-    source = cio.StopSource()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        source.request_stop()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-
-    async def serve() -> int:
+    async def serve() -> None:
         ctx = cio.current_executor().context
         sock = cio.UDPSocket(ctx)
         try:
             sock.bind((args.host, args.port))
             print(f"echoing UDP on {sock.local_endpoint()}; Ctrl-C to stop", flush=True)
-            return await echo(sock, source.token)
+            await echo(sock)
         finally:
             sock.close()
 
-    count = cio.run(serve(), threads=max(1, args.threads))
-    print(f"\nechoed {count} datagrams")
+    # Ctrl-C raises KeyboardInterrupt out of run() (the library defers it to
+    # a safe point between handlers); a Python signal handler of our own
+    # could run while a thread holds one of the library's locks.
+    try:
+        cio.run(serve(), threads=max(1, args.threads))
+    except KeyboardInterrupt:
+        pass
+    print("\nstopped")
 
 
 if __name__ == "__main__":
