@@ -15,11 +15,11 @@ import socket
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, final
 
 from ._context import IOContext
-from ._descriptor import AcceptOp, Descriptor
+from ._descriptor import AcceptOp
 from ._endpoint import IP, Addressing, Endpoint
 from ._handle import DescriptorHandle
-from ._options import REUSE_PORT, PresetOption, apply_presets
-from ._sockbase import SocketBase, attach
+from ._options import REUSE_PORT, PresetOption
+from ._sockbase import SocketBase
 from ._socket import TCPSocket, check_ip_family, create_socket
 
 if TYPE_CHECKING:
@@ -43,21 +43,6 @@ class AcceptorBase(DescriptorHandle, Generic[S]):
     _addressing: ClassVar[Addressing] = IP
     #: The socket class accepted connections become.
     _socket_class: ClassVar[type[Any]]
-
-    def _new_socket(self, family: int) -> socket.socket:
-        raise NotImplementedError
-
-    def _open(self, family: int) -> Descriptor:
-        self.close()
-        sock = self._new_socket(family)
-        try:
-            apply_presets(sock, self._presets)
-        except BaseException:
-            sock.close()
-            raise
-        desc = attach(self._ctx, sock)
-        self._desc = desc
-        return desc
 
     reuse_port = REUSE_PORT
 

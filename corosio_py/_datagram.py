@@ -128,6 +128,18 @@ class DatagramSocket(SocketBase):
             desc = self._open(self._addressing.family(endpoint))
         return desc
 
+    def _receiving(self, buffer: Any, what: str, *, connected: bool) -> Descriptor:
+        """The descriptor a receive into ``buffer`` uses (checks the buffer,
+        that the socket is open, and when asked that it is connected)."""
+        if type(buffer) is not bytearray:
+            read_size(buffer, what)
+        desc = self._desc
+        if desc is None:
+            raise closed_error()
+        if connected and desc.remote is None:  # unlocked hint: the OS has the last word
+            raise _not_connected()
+        return desc
+
     def local_endpoint(self) -> Any:
         """The local endpoint, as the OS reports it now (a datagram socket is
         bound implicitly by its first send).
@@ -176,12 +188,8 @@ class DatagramSocket(SocketBase):
         :raises RuntimeError: when another receive is pending.
         :raises Cancelled: when cancelled (no datagram was taken).
         """
-        desc = self._desc
         try:
-            if type(buffer) is not bytearray:
-                read_size(buffer, "recv_from")
-            if desc is None:
-                raise closed_error()
+            desc = self._receiving(buffer, "recv_from", connected=False)
         except (TypeError, ValueError, OSError) as error:
             return FailedOp(error, stop_token)
         return _RecvFromOp(desc, buffer, self._addressing.from_sockaddr, stop_token)
@@ -216,14 +224,8 @@ class DatagramSocket(SocketBase):
         :raises RuntimeError: when another receive is pending.
         :raises Cancelled: when cancelled (no datagram was taken).
         """
-        desc = self._desc
         try:
-            if type(buffer) is not bytearray:
-                read_size(buffer, "recv")
-            if desc is None:
-                raise closed_error()
-            if desc.remote is None:  # unlocked hint: the OS has the last word
-                raise _not_connected()
+            desc = self._receiving(buffer, "recv", connected=True)
         except (TypeError, ValueError, OSError) as error:
             return FailedOp(error, stop_token)
         return _RecvOp(desc, buffer, stop_token)

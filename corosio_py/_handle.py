@@ -7,13 +7,37 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from ._context import IOContext
-from ._descriptor import FailedOp, closed_error
+from ._descriptor import Descriptor, FailedOp, closed_error
+from ._options import apply_presets
 from ._wait import wait_op
 
 if TYPE_CHECKING:
     from ._cancel import StopToken
-    from ._descriptor import Descriptor
     from ._ops import Operation
+
+
+def attach(ctx: IOContext, sock: socket.socket) -> Descriptor:
+    """Make a descriptor for ``sock`` and register it with ``ctx``'s reactor.
+
+    On failure ``sock`` is closed and the error raised.
+
+    :raises RuntimeError: when the context is closed.
+    :raises ValueError: when the backend cannot watch the fd (select and
+        ``fd >= FD_SETSIZE``).
+    """
+    sched = ctx._sched
+    try:
+        if sched.closed:
+            raise RuntimeError("the IOContext is closed")
+        desc = Descriptor(sched, sock)
+        # Tracked before it is registered: a concurrent IOContext.close()
+        # then either sees it (and closes it) or has not started yet.
+        ctx._track(desc)
+        desc.register()
+    except BaseException:
+        sock.close()
+        raise
+    return desc
 
 
 class DescriptorHandle:
@@ -34,6 +58,24 @@ class DescriptorHandle:
         # Options remembered for the sockets open() makes later (owner only,
         # like open() itself; see _options.PresetOption).
         self._presets: dict[int, bool] | None = None
+
+    def _new_socket(self, family: int) -> socket.socket:
+        """A new non-blocking OS socket of ``family`` for :meth:`_open`."""
+        raise NotImplementedError
+
+    def _open(self, family: int) -> Descriptor:
+        """Close any old socket, open a new one with the remembered options
+        and register it."""
+        self.close()
+        sock = self._new_socket(family)
+        try:
+            apply_presets(sock, self._presets)
+        except BaseException:
+            sock.close()
+            raise
+        desc = attach(self._ctx, sock)
+        self._desc = desc
+        return desc
 
     @property
     def context(self) -> IOContext:

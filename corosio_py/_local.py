@@ -31,6 +31,7 @@ from ._descriptor import (
     closed_error,
 )
 from ._endpoint import Addressing
+from ._sockbase import SocketBase
 from ._stream import StreamSocket
 
 if TYPE_CHECKING:
@@ -180,8 +181,26 @@ def _fd_array(fds: object) -> array.array[int]:
     return array.array("i", items)
 
 
+class _LocalOpen(SocketBase):
+    """``open()`` of the local sockets: the family can only be AF_UNIX."""
+
+    __slots__ = ()
+
+    _addressing = LOCAL
+
+    def open(self, family: int = socket.AF_UNIX) -> None:
+        """Open a new socket (closing any previous one); ``family`` must be
+        ``socket.AF_UNIX``.
+
+        :raises TypeError, ValueError: for another family.
+        :raises OSError: when the OS refuses the socket.
+        :raises RuntimeError: when the context is closed.
+        """
+        self._open(_check_unix_family(family))
+
+
 @final
-class LocalStreamSocket(StreamSocket):
+class LocalStreamSocket(_LocalOpen, StreamSocket):
     """A Unix-domain stream socket: the :class:`TCPSocket` surface with path
     endpoints, plus :meth:`send_fds`/:meth:`recv_fds`.
 
@@ -200,15 +219,6 @@ class LocalStreamSocket(StreamSocket):
         """
         super().__init__(ctx)
 
-    def open(self, family: int = socket.AF_UNIX) -> None:
-        """Open a new socket (closing any previous one); ``family`` must be
-        ``socket.AF_UNIX``.
-
-        :raises TypeError, ValueError: for another family.
-        :raises OSError: when the OS refuses the socket.
-        :raises RuntimeError: when the context is closed.
-        """
-        self._open(_check_unix_family(family))
 
     def send_fds(
         self, data: Any, fds: Any, *, stop_token: StopToken | None = None
@@ -271,7 +281,7 @@ class LocalStreamSocket(StreamSocket):
 
 
 @final
-class LocalDatagramSocket(DatagramSocket):
+class LocalDatagramSocket(_LocalOpen, DatagramSocket):
     """A Unix-domain datagram socket: the :class:`UDPSocket` surface with
     path endpoints (``send_to``/``recv_from``, ``connect`` then
     ``send``/``recv``).  A sender that is not bound shows as ``""``.
@@ -292,15 +302,6 @@ class LocalDatagramSocket(DatagramSocket):
         """
         super().__init__(ctx)
 
-    def open(self, family: int = socket.AF_UNIX) -> None:
-        """Open a new socket (closing any previous one); ``family`` must be
-        ``socket.AF_UNIX``.
-
-        :raises TypeError, ValueError: for another family.
-        :raises OSError: when the OS refuses the socket.
-        :raises RuntimeError: when the context is closed.
-        """
-        self._open(_check_unix_family(family))
 
 
 def local_socket_pair(

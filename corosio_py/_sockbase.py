@@ -20,17 +20,17 @@ import sys
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from ._context import IOContext
-from ._descriptor import ConnectOp, Descriptor, FailedOp, closed_error
+from ._descriptor import ConnectOp, FailedOp, closed_error
 from ._endpoint import IP, Addressing
-from ._handle import DescriptorHandle
-from ._options import SizeOption, apply_presets
+from ._handle import DescriptorHandle, attach
+from ._options import SizeOption
 
 if TYPE_CHECKING:
     from ._cancel import StopToken
     from ._ops import Operation
     from ._tasks import Task
 
-__all__ = ("SocketBase", "attach", "configure_socket", "new_socket", "not_connected")
+__all__ = ("SocketBase", "configure_socket", "new_socket", "not_connected")
 
 #: SO_NOSIGPIPE is not always exported by the socket module (3.11.4).
 _SO_NOSIGPIPE: Final[int | None] = getattr(
@@ -68,30 +68,6 @@ def new_socket(family: int, kind: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def attach(ctx: IOContext, sock: socket.socket) -> Descriptor:
-    """Make a descriptor for ``sock`` and register it with ``ctx``'s reactor.
-
-    On failure ``sock`` is closed and the error raised.
-
-    :raises RuntimeError: when the context is closed.
-    :raises ValueError: when the backend cannot watch the fd (select and
-        ``fd >= FD_SETSIZE``).
-    """
-    sched = ctx._sched
-    try:
-        if sched.closed:
-            raise RuntimeError("the IOContext is closed")
-        desc = Descriptor(sched, sock)
-        # Tracked before it is registered: a concurrent IOContext.close()
-        # then either sees it (and closes it) or has not started yet.
-        ctx._track(desc)
-        desc.register()
-    except BaseException:
-        sock.close()
-        raise
-    return desc
 
 
 def not_connected() -> OSError:
@@ -140,21 +116,7 @@ class SocketBase(DescriptorHandle):
     _kind: ClassVar[int] = socket.SOCK_STREAM
 
     def _new_socket(self, family: int) -> socket.socket:
-        """A new OS socket of ``family`` for :meth:`_open`."""
         return new_socket(family, self._kind)
-
-    def _open(self, family: int) -> Descriptor:
-        """Close any old socket, open a new one and register it."""
-        self.close()
-        sock = self._new_socket(family)
-        try:
-            apply_presets(sock, self._presets)
-        except BaseException:
-            sock.close()
-            raise
-        desc = attach(self._ctx, sock)
-        self._desc = desc
-        return desc
 
     @classmethod
     def _adopt(cls: type[S], ctx: IOContext, sock: socket.socket, remote: Any = None) -> S:

@@ -12,8 +12,9 @@ import struct
 from typing import Final, final
 
 from ._context import IOContext
+from ._handle import attach
 from ._options import BoolOption
-from ._sockbase import attach, configure_socket, new_socket
+from ._sockbase import configure_socket, new_socket
 from ._stream import StreamSocket
 
 __all__ = ("TCPSocket", "attach", "check_ip_family", "configure_socket", "create_socket")
