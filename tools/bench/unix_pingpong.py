@@ -35,7 +35,16 @@ from tools.bench._harness import (
     check,
     worker_main,
 )
-from tools.bench._net import MSG, RBUF, clock_ns, corosio_ctx, latency_stats, messages, run_asyncio
+from tools.bench._net import (
+    MSG,
+    asyncio_echo_handler,
+    asyncio_stream_ping,
+    corosio_ctx,
+    corosio_stream_echo,
+    corosio_stream_ping,
+    latency_stats,
+    run_asyncio,
+)
 
 #: (per-round-trip ns of the timed round trips, bad echoes, bytes the server echoed)
 Result = tuple[list[int], int, int]
@@ -44,8 +53,6 @@ Result = tuple[list[int], int, int]
 def _corosio(args: RunArgs, n: int, warm: int, path: str) -> Result:
     import corosio_py
 
-    total = warm + n
-    msgs = messages()
     echoed = [0]
     with corosio_ctx(args) as ctx:
         acceptor = corosio_py.LocalStreamAcceptor(ctx, path)
@@ -54,48 +61,11 @@ def _corosio(args: RunArgs, n: int, warm: int, path: str) -> Result:
         async def echo() -> None:
             server = await acceptor.accept()
             acceptor.close()
-            buf = bytearray(RBUF)
-            view = memoryview(buf)
-            read = server.read_some
-            write = server.write_some
-            while True:
-                k = await read(buf)
-                if not k:
-                    break
-                sent = await write(view[:k])
-                while sent < k:
-                    sent += await write(view[sent:k])
-                echoed[0] += k
-            server.close()
+            await corosio_stream_echo(server, echoed)
 
         async def ping() -> Result:
             await client.connect(path)
-            buf = bytearray(RBUF)
-            view = memoryview(buf)
-            read = client.read_some
-            write = client.write_some
-            lat: list[int] = []
-            rec = lat.append
-            bad = 0
-            for i in range(total):
-                msg = msgs[i & 1]
-                t = clock_ns()
-                sent = await write(msg)
-                while sent < MSG:
-                    sent += await write(msg[sent:])
-                got = await read(buf)
-                while got < MSG:
-                    k = await read(view[got:])
-                    if not k:
-                        raise EOFError("the echo server closed early")
-                    got += k
-                t1 = clock_ns()
-                if i >= warm:
-                    rec(t1 - t)
-                if got != MSG or buf[:MSG] != msg:
-                    bad += 1
-            client.close()
-            return lat, bad, 0
+            return await corosio_stream_ping(client, warm + n, warm)
 
         corosio_py.spawn(ctx, echo())
         task = corosio_py.spawn(ctx, ping())
@@ -107,43 +77,15 @@ def _corosio(args: RunArgs, n: int, warm: int, path: str) -> Result:
 def _asyncio_streams(args: RunArgs, n: int, warm: int, path: str) -> Result:
     import asyncio
 
-    total = warm + n
-    msgs = messages()
     echoed = [0]
 
     async def main() -> Result:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    data = await reader.readexactly(MSG)
-                    echoed[0] += len(data)
-                    writer.write(data)
-                    await writer.drain()
-            except asyncio.IncompleteReadError:
-                pass
-            writer.close()
-
-        server = await asyncio.start_unix_server(handle, path)
+        server = await asyncio.start_unix_server(asyncio_echo_handler(echoed), path)
         r, w = await asyncio.open_unix_connection(path)
-        lat: list[int] = []
-        rec = lat.append
-        bad = 0
-        for i in range(total):
-            msg = msgs[i & 1]
-            t = clock_ns()
-            w.write(msg)
-            await w.drain()
-            data = await r.readexactly(MSG)
-            t1 = clock_ns()
-            if i >= warm:
-                rec(t1 - t)
-            if data != msg:
-                bad += 1
-        w.close()
-        await w.wait_closed()
+        result = await asyncio_stream_ping(r, w, warm + n, warm)
         server.close()
         await server.wait_closed()
-        return lat, bad, 0
+        return result
 
     lat, bad, _ = run_asyncio(args.impl, main)
     return lat, bad, echoed[0]
