@@ -12,6 +12,7 @@ from __future__ import annotations
 from ._acceptor import TCPAcceptor as TCPAcceptor
 from ._cancel import StopSource as StopSource
 from ._cancel import StopToken as StopToken
+from ._connect import connect_any as connect_any
 from ._context import Executor as Executor
 from ._context import IOContext as IOContext
 from ._context import WorkGuard as WorkGuard
@@ -19,6 +20,11 @@ from ._endpoint import Endpoint as Endpoint
 from ._errors import Cancelled as Cancelled
 from ._group import TaskGroup as TaskGroup
 from ._group import gather as gather
+from ._local import LocalDatagramSocket as LocalDatagramSocket
+from ._local import LocalStreamSocket as LocalStreamSocket
+from ._local import local_socket_pair as local_socket_pair
+from ._local_acceptor import LocalStreamAcceptor as LocalStreamAcceptor
+from ._local_acceptor import LocalStreamServer as LocalStreamServer
 from ._queue import Queue as Queue
 from ._queue import QueueEmpty as QueueEmpty
 from ._queue import QueueFull as QueueFull
@@ -42,6 +48,8 @@ from ._timer import Timer as Timer
 from ._timer import sleep as sleep
 from ._tls import TLSStream as TLSStream
 from ._to_thread import to_thread as to_thread
+from ._udp import UDPSocket as UDPSocket
+from ._wait import WaitType as WaitType
 from ._waiting import shield as shield
 from ._waiting import wait_for as wait_for
 
@@ -54,6 +62,10 @@ __all__ = (
     "Event",
     "Executor",
     "IOContext",
+    "LocalDatagramSocket",
+    "LocalStreamAcceptor",
+    "LocalStreamServer",
+    "LocalStreamSocket",
     "Lock",
     "Queue",
     "QueueEmpty",
@@ -69,11 +81,15 @@ __all__ = (
     "Task",
     "TaskGroup",
     "Timer",
+    "UDPSocket",
+    "WaitType",
     "WorkGuard",
     "available_backends",
+    "connect_any",
     "current_executor",
     "current_task",
     "gather",
+    "local_socket_pair",
     "resolve",
     "run",
     "shield",

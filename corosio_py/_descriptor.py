@@ -84,6 +84,8 @@ __all__ = (
 #: Suppresses SIGPIPE per call where the platform has it (Linux, BSD); macOS
 #: relies on SO_NOSIGPIPE set when the socket is opened (3.11.4).
 MSG_NOSIGNAL: Final = getattr(socket, "MSG_NOSIGNAL", 0)
+#: Unix-domain sockets (absent on some non-POSIX builds).
+_AF_UNIX: Final = getattr(socket, "AF_UNIX", -1)
 
 #: The most buffers one gathered ``sendmsg`` may carry (``IOV_MAX``).
 try:
@@ -141,6 +143,10 @@ class DescriptorOp(Operation):
     #: Which slot the op uses: the write slot (write, connect) or the read
     #: slot (read, accept).
     write_direction: ClassVar[bool] = False
+    #: Whether a socket error reported while the op is parked completes it
+    #: with that error.  Readiness waits say no: they complete normally and
+    #: leave the error pending for the operation that follows.
+    takes_error: ClassVar[bool] = True
 
     def __init__(self, desc: Descriptor, stop_token: StopToken | None) -> None:
         self.stop_token = stop_token
@@ -236,16 +242,17 @@ class ConnectOp(DescriptorOp):
     a non-zero ``SO_ERROR`` (failed) or a peer name (succeeded).
     """
 
-    __slots__ = ("sockaddr", "endpoint", "initiated")
+    __slots__ = ("sockaddr", "endpoint", "initiated", "decode")
 
     write_direction = True
 
     def __init__(
         self,
         desc: Descriptor,
-        endpoint: Endpoint,
-        sockaddr: tuple[Any, ...],
+        endpoint: Any,
+        sockaddr: Any,
         stop_token: StopToken | None,
+        decode: Callable[[Any], Any] = from_sockaddr,
     ) -> None:
         self.stop_token = stop_token
         self.desc = desc
@@ -253,6 +260,7 @@ class ConnectOp(DescriptorOp):
         self.endpoint = endpoint
         self.sockaddr = sockaddr
         self.initiated = False
+        self.decode = decode
 
     def attempt(self) -> object:
         desc = self.desc
@@ -260,6 +268,10 @@ class ConnectOp(DescriptorOp):
         if not self.initiated:
             self.initiated = True
             code = sock.connect_ex(self.sockaddr)
+            if code == errno.EAGAIN and sock.family == _AF_UNIX:
+                # A local listener with a full backlog: the connect did not
+                # start, and no readiness edge will say when to retry it.
+                raise BlockingIOError(errno.EAGAIN, "the local listener's backlog is full")
             # EINTR: the connect goes on asynchronously (CPython issue 23618).
             if code in (errno.EINPROGRESS, errno.EINTR, errno.EWOULDBLOCK):
                 return WOULD_BLOCK
@@ -276,7 +288,7 @@ class ConnectOp(DescriptorOp):
                     return WOULD_BLOCK  # still connecting
                 raise
         # Connected: cache both endpoints (3.8.5), under desc.lock.
-        desc.local = from_sockaddr(sock.getsockname())
+        desc.local = self.decode(sock.getsockname())
         desc.remote = self.endpoint
         return None
 
@@ -609,23 +621,26 @@ class Descriptor:
             self.drained = False
             rop = self.read_op
             wop = self.write_op
-            if bits & ERROR and (rop is not None or wop is not None):
+            if bits & ERROR and (
+                (rop is not None and rop.takes_error) or (wop is not None and wop.takes_error)
+            ):
                 code = _socket_error(self.sock)
                 if code:
                     # 3.11.2: the socket error completes every parked op; an
                     # empty slot caches the readiness so the next op's own
-                    # system call reports what is left (EOF, EPIPE).
+                    # system call reports what is left (EOF, EPIPE).  A
+                    # readiness wait completes normally: the fd is ready.
                     exc = os_error(code)
                     if rop is not None:
                         self.read_op = None
                         self.read_busy = False
-                        out.append(rop.task.wakeup(None, exc))  # type: ignore[union-attr]
+                        out.append(rop.task.wakeup(None, exc if rop.takes_error else None))  # type: ignore[union-attr]
                     else:
                         self.read_ready = True
                     if wop is not None:
                         self.write_op = None
                         self.write_busy = False
-                        out.append(wop.task.wakeup(None, exc))  # type: ignore[union-attr]
+                        out.append(wop.task.wakeup(None, exc if wop.takes_error else None))  # type: ignore[union-attr]
                     else:
                         self.write_ready = True
                     return

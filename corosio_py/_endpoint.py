@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import socket
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
-__all__ = ("Endpoint", "as_endpoint", "from_sockaddr", "to_sockaddr")
+__all__ = (
+    "IP",
+    "Addressing",
+    "Endpoint",
+    "as_endpoint",
+    "from_sockaddr",
+    "from_sockaddr_cached",
+    "to_sockaddr",
+    "to_sockaddr_cached",
+)
 
 
 class Endpoint(NamedTuple):
@@ -98,3 +107,88 @@ def from_sockaddr(sockaddr: Any) -> Endpoint:
     if scope and "%" not in host:
         host = f"{host}%{scope}"
     return Endpoint(ip_address(host), sockaddr[1])
+
+
+#: Bound on the conversion caches below; a full cache is simply emptied.
+_CACHE_LIMIT = 1024
+#: Datagram sockets convert the same few peers on every send/receive; parsing
+#: an address (``ip_address``, ``str``) costs more than the system call.
+#: Plain dicts: a lookup and a store are each atomic (also without the GIL),
+#: and a lost store or a concurrent clear only costs a recomputation.
+_FROM_CACHE: dict[Any, Endpoint] = {}
+_TO_CACHE: dict[Endpoint, tuple[Any, ...]] = {}
+
+
+def from_sockaddr_cached(sockaddr: Any) -> Endpoint:
+    """:func:`from_sockaddr`, remembered for the busiest peers."""
+    endpoint = _FROM_CACHE.get(sockaddr)
+    if endpoint is None:
+        endpoint = from_sockaddr(sockaddr)
+        if len(_FROM_CACHE) >= _CACHE_LIMIT:
+            _FROM_CACHE.clear()
+        _FROM_CACHE[sockaddr] = endpoint
+    return endpoint
+
+
+def to_sockaddr_cached(endpoint: Endpoint) -> tuple[Any, ...]:
+    """:func:`to_sockaddr`, remembered for the busiest peers."""
+    sockaddr = _TO_CACHE.get(endpoint)
+    if sockaddr is None:
+        sockaddr = to_sockaddr(endpoint)
+        if len(_TO_CACHE) >= _CACHE_LIMIT:
+            _TO_CACHE.clear()
+        _TO_CACHE[endpoint] = sockaddr
+    return sockaddr
+
+
+class Addressing:
+    """How one kind of endpoint converts: IP endpoints or local paths.
+
+    The socket bases are written once against this interface; each concrete
+    socket class names its addressing (:data:`IP`, or the local one).
+    """
+
+    __slots__ = ()
+
+    #: What the error messages call an endpoint of this kind.
+    what = "an endpoint"
+
+    def check(self, value: object) -> Any:
+        """The validated, normalised endpoint (``TypeError``/``ValueError``)."""
+        raise NotImplementedError
+
+    def family(self, endpoint: Any) -> int:
+        """The address family a socket for ``endpoint`` needs."""
+        raise NotImplementedError
+
+    def to_sockaddr(self, endpoint: Any) -> Any:
+        """What the ``socket`` module takes for ``endpoint``."""
+        raise NotImplementedError
+
+    def from_sockaddr(self, sockaddr: Any) -> Any:
+        """The endpoint for what the ``socket`` module returned."""
+        raise NotImplementedError
+
+
+class _IPAddressing(Addressing):
+    """:class:`Endpoint` values (an IP address and a port)."""
+
+    __slots__ = ()
+
+    what = "an Endpoint or a (host, port) tuple"
+
+    def check(self, value: object) -> Endpoint:
+        return as_endpoint(value)
+
+    def family(self, endpoint: Endpoint) -> int:
+        return endpoint.family
+
+    def to_sockaddr(self, endpoint: Endpoint) -> tuple[Any, ...]:
+        return to_sockaddr_cached(endpoint)
+
+    def from_sockaddr(self, sockaddr: Any) -> Endpoint:
+        return from_sockaddr_cached(sockaddr)
+
+
+#: The addressing of TCP and UDP sockets.
+IP: Final[Addressing] = _IPAddressing()

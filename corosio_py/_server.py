@@ -1,4 +1,5 @@
-"""TCPServer: accept connections and run one handler task per connection."""
+"""TCPServer (and the base LocalStreamServer shares): accept connections and
+run one handler task per connection."""
 
 from __future__ import annotations
 
@@ -9,18 +10,17 @@ import socket
 import ssl as _ssl
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, final
+from typing import Any, ClassVar, final
 
-from ._acceptor import TCPAcceptor
+from ._acceptor import AcceptorBase, TCPAcceptor
 from ._context import IOContext
-from ._endpoint import Endpoint, as_endpoint
+from ._endpoint import IP, Addressing, Endpoint
 from ._errors import Cancelled
-from ._socket import TCPSocket
 from ._tasks import Task, spawn
 from ._timer import sleep
 from ._tls_server import tls_handler
 
-__all__ = ("TCPServer",)
+__all__ = ("StreamServer", "TCPServer")
 
 logger = logging.getLogger("corosio_py")
 
@@ -31,7 +31,8 @@ _ACCEPT_RETRY_MAX = 0.5
 #: What a handler may raise when its peer goes away; logged at debug level.
 _PEER_GONE = (ConnectionResetError, BrokenPipeError, EOFError, _ssl.SSLEOFError)
 
-Handler = Callable[[TCPSocket], Coroutine[Any, Any, object]]
+#: ``async def handler(sock)``: the socket is a TCPSocket or a LocalStreamSocket.
+Handler = Callable[[Any], Coroutine[Any, Any, object]]
 
 
 def _is_async_callable(fn: object) -> bool:
@@ -45,8 +46,7 @@ def _is_async_callable(fn: object) -> bool:
     return callable(fn) and inspect.iscoroutinefunction(type(fn).__call__)
 
 
-@final
-class TCPServer:
+class StreamServer:
     """Serve every accepted connection with ``await handler(sock)``.
 
     Each connection's handler runs as its own task, on whichever thread of
@@ -66,6 +66,7 @@ class TCPServer:
         "_handler",
         "_backlog",
         "_reuse_address",
+        "_reuse_port",
         "_lock",
         "_acceptor",
         "_accept_task",
@@ -75,15 +76,18 @@ class TCPServer:
     def __init__(
         self,
         ctx: IOContext,
-        endpoint: Endpoint | tuple[str, int],
+        endpoint: Any,
         handler: Handler,
         *,
         backlog: int = 128,
         reuse_address: bool = True,
+        reuse_port: bool = False,
         ssl: _ssl.SSLContext | None = None,
     ) -> None:
         """Create a stopped server (see :meth:`start`).
 
+        ``reuse_port``: SO_REUSEPORT on the listening socket, so several
+        servers (one per process) can share one port.
         ``ssl``: serve TLS with this context; each handler then gets a
         :class:`~corosio_py.TLSStream` whose handshake is done (a failed
         handshake ends that connection only, logged at debug level).
@@ -94,23 +98,31 @@ class TCPServer:
         :raises ValueError: for a bad endpoint.
         """
         if not isinstance(ctx, IOContext):
-            raise TypeError(f"TCPServer needs an IOContext, got {type(ctx).__name__}")
+            raise TypeError(f"{type(self).__name__} needs an IOContext, got {type(ctx).__name__}")
         if not _is_async_callable(handler):
             raise TypeError(
-                "handler must be an async function taking a TCPSocket "
+                "handler must be an async function taking a socket "
                 f"(async def handler(sock): ...), not {handler!r}"
             )
         if isinstance(backlog, bool) or not isinstance(backlog, int):
             raise TypeError(f"backlog must be an int, not {type(backlog).__name__}")
         self._ctx = ctx
-        self._endpoint = as_endpoint(endpoint)
+        self._endpoint = self._addressing.check(endpoint)
         self._handler = handler if ssl is None else tls_handler(handler, ssl)
         self._backlog = backlog
         self._reuse_address = bool(reuse_address)
+        self._reuse_port = bool(reuse_port)
         self._lock = threading.Lock()  # guards the three fields below
-        self._acceptor: TCPAcceptor | None = None
+        self._acceptor: AcceptorBase[Any] | None = None
         self._accept_task: Task[None] | None = None
-        self._handlers: dict[Task[None], TCPSocket] = {}
+        self._handlers: dict[Task[None], Any] = {}
+
+    #: How the server's endpoint converts.
+    _addressing: ClassVar[Addressing] = IP
+
+    def _new_acceptor(self) -> AcceptorBase[Any]:
+        """A bound, listening acceptor for :meth:`start` (closed on failure)."""
+        raise NotImplementedError
 
     @property
     def context(self) -> IOContext:
@@ -129,7 +141,7 @@ class TCPServer:
         with self._lock:
             return self._acceptor is not None
 
-    def local_endpoint(self) -> Endpoint:
+    def local_endpoint(self) -> Any:
         """The listening endpoint (the real port after binding port 0).
 
         :raises OSError: ``EBADF`` when the server is not started.
@@ -137,7 +149,7 @@ class TCPServer:
         with self._lock:
             acceptor = self._acceptor
         if acceptor is None:
-            raise OSError(9, "the TCPServer is not started")
+            raise OSError(9, f"the {type(self).__name__} is not started")
         return acceptor.local_endpoint()
 
     def start(self) -> None:
@@ -148,16 +160,7 @@ class TCPServer:
         with self._lock:
             if self._acceptor is not None:
                 return
-            family = socket.AF_INET6 if self._endpoint.address.version == 6 else socket.AF_INET
-            acceptor = TCPAcceptor(self._ctx)
-            try:
-                acceptor.open(family)
-                acceptor.reuse_address = self._reuse_address
-                acceptor.bind(self._endpoint)
-                acceptor.listen(self._backlog)
-            except BaseException:
-                acceptor.close()
-                raise
+            acceptor = self._new_acceptor()
             self._acceptor = acceptor
             self._accept_task = spawn(self._ctx, self._accept_loop(acceptor))
 
@@ -179,7 +182,7 @@ class TCPServer:
             task.cancel()
             sock.close()
 
-    async def _accept_loop(self, acceptor: TCPAcceptor) -> None:
+    async def _accept_loop(self, acceptor: AcceptorBase[Any]) -> None:
         delay = 0.0
         while True:
             try:
@@ -194,7 +197,9 @@ class TCPServer:
                 # fail at once, forever, without suspending.  Back off (stop()
                 # cancels the wait) and log once per streak of failures.
                 if delay == 0.0:
-                    logger.warning("TCPServer accept failed: %s (retrying)", error)
+                    logger.warning(
+                        "%s accept failed: %s (retrying)", type(self).__name__, error
+                    )
                 delay = min(max(2.0 * delay, _ACCEPT_RETRY_FIRST), _ACCEPT_RETRY_MAX)
                 try:
                     await sleep(delay)
@@ -204,7 +209,7 @@ class TCPServer:
             delay = 0.0
             self._launch(sock)
 
-    def _launch(self, sock: TCPSocket) -> None:
+    def _launch(self, sock: Any) -> None:
         with self._lock:
             if self._acceptor is None:  # stopped meanwhile
                 sock.close()
@@ -222,7 +227,7 @@ class TCPServer:
         if sock is not None:
             sock.close()
 
-    async def _serve(self, sock: TCPSocket) -> None:
+    async def _serve(self, sock: Any) -> None:
         try:
             await self._handler(sock)
         except Cancelled:
@@ -230,12 +235,50 @@ class TCPServer:
         except _PEER_GONE as error:
             # A peer that resets or goes away is routine (a load tool that
             # stops mid-request): no traceback, just a trace for debugging.
-            logger.debug("TCPServer connection %r ended by the peer: %r", sock, error)
+            logger.debug(
+                "%s connection %r ended by the peer: %r", type(self).__name__, sock, error
+            )
         except Exception:
-            logger.exception("TCPServer handler failed for %r", sock)
+            logger.exception("%s handler failed for %r", type(self).__name__, sock)
         finally:
             sock.close()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<TCPServer {self._endpoint} {state} connections={self.connections}>"
+        name = type(self).__name__
+        return f"<{name} {self._endpoint} {state} connections={self.connections}>"
+
+
+@final
+class TCPServer(StreamServer):
+    """Serve every accepted TCP connection with ``await handler(sock)``.
+
+    ``TCPServer(ctx, endpoint, handler, *, backlog=128, reuse_address=True,
+    reuse_port=False, ssl=None)``; see :class:`StreamServer` for the
+    behaviour.
+    """
+
+    __slots__ = ()
+
+    def local_endpoint(self) -> Endpoint:
+        """The listening endpoint (the real port after binding port 0).
+
+        :raises OSError: ``EBADF`` when the server is not started.
+        """
+        endpoint: Endpoint = super().local_endpoint()
+        return endpoint
+
+    def _new_acceptor(self) -> TCPAcceptor:
+        family = socket.AF_INET6 if self._endpoint.address.version == 6 else socket.AF_INET
+        acceptor = TCPAcceptor(self._ctx)
+        try:
+            acceptor.open(family)
+            acceptor.reuse_address = self._reuse_address
+            if self._reuse_port:
+                acceptor.reuse_port = True
+            acceptor.bind(self._endpoint)
+            acceptor.listen(self._backlog)
+        except BaseException:
+            acceptor.close()
+            raise
+        return acceptor

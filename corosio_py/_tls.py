@@ -50,11 +50,12 @@ import ssl
 import threading
 from typing import TYPE_CHECKING, Any, Final, cast, final
 
+from ._buffers import byte_view as _byte_view
+from ._buffers import view as _view
 from ._cancel import check_token
 from ._descriptor import MSG_NOSIGNAL, WOULD_BLOCK, Descriptor, WriteOp, closed_error
 from ._errors import Cancelled
 from ._handle import DescriptorHandle
-from ._socket import _byte_view, _view
 from ._tasks import spawn, yield_now
 from ._tls_role import Role, RoleWait
 

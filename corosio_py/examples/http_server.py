@@ -10,6 +10,10 @@ With ``--tls-cert cert.pem --tls-key key.pem`` it serves HTTPS instead
 
     curl --cacert ca.pem https://localhost:8443/
 
+``--processes N`` runs N such servers (each a multi-threaded context) in N
+processes sharing one port through SO_REUSEPORT: how to scale past one
+process (and past the GIL).
+
 What it serves (any method; a query string is ignored):
 
 * ``/``: ``200 OK`` with a short plain-text body (what wrk and
@@ -386,6 +390,7 @@ def serve(
     backend: str | None,
     ready: threading.Event | None = None,
     tls: ssl.SSLContext | None = None,
+    reuse_port: bool = False,
 ) -> tuple[cio.IOContext, cio.TCPServer, HTTPStats, list[threading.Thread]]:
     """Start the server on ``threads`` threads; return what runs it.
 
@@ -397,7 +402,9 @@ def serve(
         raise ValueError(f"threads must be at least 1, not {threads}")
     ctx = cio.IOContext(backend=backend)
     stats = HTTPStats()
-    server = cio.TCPServer(ctx, (host, port), make_handler(stats), ssl=tls)
+    server = cio.TCPServer(
+        ctx, (host, port), make_handler(stats), ssl=tls, reuse_port=reuse_port
+    )
     server.start()
     handlers_run: dict[str, int] = {}
 
@@ -492,11 +499,25 @@ def main(argv: list[str] | None = None) -> None:
         choices=cio.available_backends(),
         help=f"reactor backend (default: {cio.available_backends()[0]})",
     )
+    parser.add_argument(
+        "--processes",
+        type=positive_int,
+        default=1,
+        help="server processes sharing the port with SO_REUSEPORT (default: 1)",
+    )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="set SO_REUSEPORT, so other servers may listen on the same port",
+    )
     parser.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS (with --tls-key)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args(argv)
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
+    if args.processes > 1:
+        _serve_processes(args)
+        return
     tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     stop = threading.Event()
 
@@ -507,7 +528,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     ctx, server, stats, workers = serve(
-        args.host, args.port, args.threads, args.backend, tls=tls
+        args.host, args.port, args.threads, args.backend, tls=tls, reuse_port=args.reuse_port
     )
     endpoint = server.local_endpoint()
     host = f"[{endpoint.address}]" if endpoint.address.version == 6 else str(endpoint.address)
@@ -521,6 +542,58 @@ def main(argv: list[str] | None = None) -> None:
     shutdown(ctx, server, workers)
     served = stats.snapshot()
     print(f"\nstopped after {sum(served.values())} requests", file=sys.stderr)
+
+
+def _serve_processes(args: argparse.Namespace) -> None:
+    """``--processes N``: N single-process servers sharing one port.
+
+    The port is reserved first by a bound (not listening) SO_REUSEPORT
+    socket, so ``--port 0`` gives every child the same free port; each child
+    is this module with ``--reuse-port``.  SIGINT/SIGTERM are passed on.
+    """
+    import socket
+    import subprocess
+
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as reserve:
+        reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        reserve.bind((args.host, args.port))
+        port = reserve.getsockname()[1]
+        command = [sys.executable, "-m", "corosio_py.examples.http_server"]
+        command += ["--host", args.host, "--port", str(port), "--threads", str(args.threads)]
+        command += ["--reuse-port"] + (["--backend", args.backend] if args.backend else [])
+        if args.tls_cert:
+            command += ["--tls-cert", args.tls_cert, "--tls-key", args.tls_key]
+        children = [
+            subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+            for _ in range(args.processes)
+        ]
+        for child in children:
+            assert child.stdout is not None
+            child.stdout.readline()  # its "serving ..." line: it listens now
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    host = f"[{args.host}]" if family == socket.AF_INET6 else args.host
+    print(
+        f"serving http://{host}:{port}/ on {args.processes} processes x "
+        f"{args.threads} threads; Ctrl-C to stop",
+        flush=True,
+    )
+    while not stop.wait(0.2) and all(child.poll() is None for child in children):
+        pass
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
 
 
 if __name__ == "__main__":

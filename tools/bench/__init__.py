@@ -27,6 +27,8 @@ WORKLOADS: tuple[str, ...] = (
     "socket_throughput",
     "fan_out",
     "accept_churn",
+    "udp_echo",
+    "unix_pingpong",
     "http_wrk",
     "sync_lock",
     "sync_queue",

@@ -122,3 +122,98 @@ def stream_impls() -> tuple[Impl, ...]:
         Impl("trio", "trio", backend=trio_backend_label(), quick=False),
         Impl("floor_epoll", "floor", backend="epoll"),
     )
+
+
+#: (per-round-trip ns of the timed round trips, bad echoes, bytes echoed)
+PingResult = tuple[list[int], int, int]
+
+
+async def corosio_stream_echo(sock: Any, echoed: list[int]) -> None:
+    """Echo task of the corosio_py ping-pong workloads: ``read_some`` into a
+    preallocated buffer, ``write_some`` it back; counts into ``echoed[0]``;
+    closes ``sock`` at EOF."""
+    buf = bytearray(RBUF)
+    view = memoryview(buf)
+    read = sock.read_some
+    write = sock.write_some
+    while True:
+        k = await read(buf)
+        if not k:
+            break
+        sent = await write(view[:k])
+        while sent < k:
+            sent += await write(view[sent:k])
+        echoed[0] += k
+    sock.close()
+
+
+async def corosio_stream_ping(sock: Any, total: int, warm: int) -> PingResult:
+    """Client task of the corosio_py ping-pong workloads: ``total`` 64-byte
+    round trips, the last ``total - warm`` timed; closes ``sock``."""
+    msgs = messages()
+    buf = bytearray(RBUF)
+    view = memoryview(buf)
+    read = sock.read_some
+    write = sock.write_some
+    lat: list[int] = []
+    rec = lat.append
+    bad = 0
+    for i in range(total):
+        msg = msgs[i & 1]
+        t = clock_ns()
+        sent = await write(msg)
+        while sent < MSG:
+            sent += await write(msg[sent:])
+        got = await read(buf)
+        while got < MSG:
+            k = await read(view[got:])
+            if not k:
+                raise EOFError("the echo server closed early")
+            got += k
+        t1 = clock_ns()
+        if i >= warm:
+            rec(t1 - t)
+        if got != MSG or buf[:MSG] != msg:
+            bad += 1
+    sock.close()
+    return lat, bad, 0
+
+
+def asyncio_echo_handler(echoed: list[int]) -> Callable[[Any, Any], Coroutine[Any, Any, None]]:
+    """The asyncio streams echo handler (``readexactly``, ``write``, ``drain``)."""
+    import asyncio
+
+    async def handle(reader: Any, writer: Any) -> None:
+        try:
+            while True:
+                data = await reader.readexactly(MSG)
+                echoed[0] += len(data)
+                writer.write(data)
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            pass
+        writer.close()
+
+    return handle
+
+
+async def asyncio_stream_ping(reader: Any, writer: Any, total: int, warm: int) -> PingResult:
+    """The asyncio streams client: ``write``, ``drain``, ``readexactly``."""
+    msgs = messages()
+    lat: list[int] = []
+    rec = lat.append
+    bad = 0
+    for i in range(total):
+        msg = msgs[i & 1]
+        t = clock_ns()
+        writer.write(msg)
+        await writer.drain()
+        data = await reader.readexactly(MSG)
+        t1 = clock_ns()
+        if i >= warm:
+            rec(t1 - t)
+        if data != msg:
+            bad += 1
+    writer.close()
+    await writer.wait_closed()
+    return lat, bad, 0

@@ -43,9 +43,13 @@ from tools.bench._net import (
     MSG,
     RBUF,
     STREAM_REFERENCES,
+    asyncio_echo_handler,
+    asyncio_stream_ping,
     clock_ns,
     connected_pairs,
     corosio_ctx,
+    corosio_stream_echo,
+    corosio_stream_ping,
     latency_stats,
     messages,
     run_asyncio,
@@ -60,60 +64,13 @@ def _corosio(args: RunArgs, n: int, warm: int) -> Result:
     import corosio_py
     from corosio_py.testing import socket_pair
 
-    total = warm + n
-    msgs = messages()
     echoed = [0]
-
     with corosio_ctx(args) as ctx:
         client, server = socket_pair(ctx)
         client.no_delay = True
         server.no_delay = True
-
-        async def echo() -> None:
-            buf = bytearray(RBUF)
-            view = memoryview(buf)
-            read = server.read_some
-            write = server.write_some
-            while True:
-                k = await read(buf)
-                if not k:
-                    break
-                sent = await write(view[:k])
-                while sent < k:
-                    sent += await write(view[sent:k])
-                echoed[0] += k
-            server.close()
-
-        async def ping() -> Result:
-            buf = bytearray(RBUF)
-            view = memoryview(buf)
-            read = client.read_some
-            write = client.write_some
-            lat: list[int] = []
-            rec = lat.append
-            bad = 0
-            for i in range(total):
-                msg = msgs[i & 1]
-                t = clock_ns()
-                sent = await write(msg)
-                while sent < MSG:
-                    sent += await write(msg[sent:])
-                got = await read(buf)
-                while got < MSG:
-                    k = await read(view[got:])
-                    if not k:
-                        raise EOFError("the echo server closed early")
-                    got += k
-                t1 = clock_ns()
-                if i >= warm:
-                    rec(t1 - t)
-                if got != MSG or buf[:MSG] != msg:
-                    bad += 1
-            client.close()
-            return lat, bad, 0
-
-        corosio_py.spawn(ctx, echo())
-        task = corosio_py.spawn(ctx, ping())
+        corosio_py.spawn(ctx, corosio_stream_echo(server, echoed))
+        task = corosio_py.spawn(ctx, corosio_stream_ping(client, warm + n, warm))
         ctx.run()
         lat, bad, _ = task.result()
     return lat, bad, echoed[0]
@@ -122,44 +79,16 @@ def _corosio(args: RunArgs, n: int, warm: int) -> Result:
 def _asyncio_streams(args: RunArgs, n: int, warm: int) -> Result:
     import asyncio
 
-    total = warm + n
-    msgs = messages()
     echoed = [0]
 
     async def main() -> Result:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    data = await reader.readexactly(MSG)
-                    echoed[0] += len(data)
-                    writer.write(data)
-                    await writer.drain()
-            except asyncio.IncompleteReadError:
-                pass
-            writer.close()
-
-        server = await asyncio.start_server(handle, HOST, 0)
+        server = await asyncio.start_server(asyncio_echo_handler(echoed), HOST, 0)
         port = server.sockets[0].getsockname()[1]
         r, w = await asyncio.open_connection(HOST, port)
-        lat: list[int] = []
-        rec = lat.append
-        bad = 0
-        for i in range(total):
-            msg = msgs[i & 1]
-            t = clock_ns()
-            w.write(msg)
-            await w.drain()
-            data = await r.readexactly(MSG)
-            t1 = clock_ns()
-            if i >= warm:
-                rec(t1 - t)
-            if data != msg:
-                bad += 1
-        w.close()
-        await w.wait_closed()
+        result = await asyncio_stream_ping(r, w, warm + n, warm)
         server.close()
         await server.wait_closed()
-        return lat, bad, 0
+        return result
 
     lat, bad, _ = run_asyncio(args.impl, main)
     return lat, bad, echoed[0]

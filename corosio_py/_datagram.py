@@ -1,0 +1,231 @@
+"""DatagramSocket: the message surface UDP and local datagram sockets share.
+
+A datagram socket is not a stream: every receive takes exactly one
+datagram (a datagram larger than the buffer is truncated to it, and the
+count says how much was stored), every send is one datagram (an empty one
+is a valid, empty datagram), and there is no ``read_exactly``.
+
+The receive and send operations park in the descriptor's read and write
+slots like the stream operations do, but never skip their first system call:
+a short datagram says nothing about what else is queued.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING, Any
+
+from ._buffers import read_size, write_size
+from ._descriptor import (
+    MSG_NOSIGNAL,
+    WOULD_BLOCK,
+    Descriptor,
+    DescriptorOp,
+    FailedOp,
+    WriteOp,
+    closed_error,
+)
+from ._sockbase import SocketBase
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._cancel import StopToken
+    from ._ops import Operation
+
+__all__ = ("DatagramSocket",)
+
+
+class _RecvFromOp(DescriptorOp):
+    """``recv_from``: one datagram into the buffer, with its sender."""
+
+    __slots__ = ("buf", "decode")
+
+    def __init__(
+        self,
+        desc: Descriptor,
+        buf: Any,
+        decode: Callable[[Any], Any],
+        stop_token: StopToken | None,
+    ) -> None:
+        self.stop_token = stop_token
+        self.desc = desc
+        self.task = None
+        self.buf = buf
+        self.decode = decode
+
+    def attempt(self) -> object:
+        try:
+            n, address = self.desc.sock.recvfrom_into(self.buf)
+        except BlockingIOError:
+            return WOULD_BLOCK
+        return n, self.decode(address)
+
+
+class _RecvOp(DescriptorOp):
+    """``recv`` on a connected socket: one datagram into the buffer."""
+
+    __slots__ = ("buf",)
+
+    def __init__(self, desc: Descriptor, buf: Any, stop_token: StopToken | None) -> None:
+        self.stop_token = stop_token
+        self.desc = desc
+        self.task = None
+        self.buf = buf
+
+    def attempt(self) -> object:
+        try:
+            return self.desc.sock.recv_into(self.buf)
+        except BlockingIOError:
+            return WOULD_BLOCK
+
+
+class _SendToOp(DescriptorOp):
+    """``send_to``: one datagram to an explicit peer."""
+
+    __slots__ = ("data", "sockaddr")
+
+    write_direction = True
+
+    def __init__(
+        self, desc: Descriptor, data: Any, sockaddr: Any, stop_token: StopToken | None
+    ) -> None:
+        self.stop_token = stop_token
+        self.desc = desc
+        self.task = None
+        self.data = data
+        self.sockaddr = sockaddr
+
+    def attempt(self) -> object:
+        try:
+            return self.desc.sock.sendto(self.data, MSG_NOSIGNAL, self.sockaddr)
+        except BlockingIOError:
+            return WOULD_BLOCK
+
+
+def _not_connected() -> OSError:
+    return OSError(errno.ENOTCONN, "the datagram socket is not connected (use send_to/recv_from)")
+
+
+class DatagramSocket(SocketBase):
+    """A datagram socket on an :class:`IOContext`.
+
+    One receive and one send may be pending at once; a second concurrent one
+    raises ``RuntimeError`` at its ``await``.  Every awaitable takes
+    ``stop_token=``.  A datagram received before a cancel lands is
+    delivered; the cancel lands at the task's next suspension.
+
+    Thread safety: :meth:`cancel` and :meth:`close` may be called from any
+    thread at any time; the other methods by whoever owns the socket.
+    """
+
+    __slots__ = ()
+
+    def _desc_for(self, endpoint: Any) -> Descriptor:
+        """The open descriptor, opening one of ``endpoint``'s family if needed."""
+        desc = self._desc
+        if desc is None or not desc.is_open:
+            desc = self._open(self._addressing.family(endpoint))
+        return desc
+
+    def _receiving(self, buffer: Any, what: str, *, connected: bool) -> Descriptor:
+        """The descriptor a receive into ``buffer`` uses (checks the buffer,
+        that the socket is open, and when asked that it is connected)."""
+        if type(buffer) is not bytearray:
+            read_size(buffer, what)
+        desc = self._desc
+        if desc is None:
+            raise closed_error()
+        if connected and desc.remote is None:  # unlocked hint: the OS has the last word
+            raise _not_connected()
+        return desc
+
+    def local_endpoint(self) -> Any:
+        """The local endpoint, as the OS reports it now (a datagram socket is
+        bound implicitly by its first send).
+
+        :raises OSError: ``EBADF`` when closed.
+        """
+        sockaddr = self._require_desc().call(lambda sock: sock.getsockname())
+        return self._addressing.from_sockaddr(sockaddr)
+
+    def send_to(
+        self, data: Any, endpoint: Any, *, stop_token: StopToken | None = None
+    ) -> Operation:
+        """Awaitable: send ``data`` as one datagram to ``endpoint``; returns
+        the byte count.  Opens a socket of the endpoint's family if needed.
+
+        :raises TypeError, ValueError: for bad data, endpoint or
+            ``stop_token`` (at the await).
+        :raises OSError: ``EBADF`` when closed; ``EMSGSIZE`` for a datagram
+            too large; what the OS reports.
+        :raises RuntimeError: when another send is pending.
+        :raises Cancelled: when cancelled (nothing was sent).
+        """
+        try:
+            if type(data) is not bytes:
+                data, _, gather = write_size(data, "send_to")
+                if gather:
+                    raise TypeError("send_to needs one bytes-like object, not a list")
+            addressing = self._addressing
+            ep = addressing.check(endpoint)
+            desc = self._desc_for(ep)
+            return _SendToOp(desc, data, addressing.to_sockaddr(ep), stop_token)
+        except (TypeError, ValueError, OSError, RuntimeError) as error:
+            return FailedOp(error, stop_token)
+
+    def recv_from(self, buffer: Any, *, stop_token: StopToken | None = None) -> Operation:
+        """Awaitable: receive one datagram into ``buffer``; returns
+        ``(count, sender)``.
+
+        A datagram larger than ``buffer`` is truncated to it: ``count`` is
+        how much was stored, the rest is discarded.
+
+        :raises TypeError, ValueError: for a non-writable buffer or a bad
+            ``stop_token`` (at the await).
+        :raises OSError: ``EBADF`` when closed; ``ConnectionRefusedError``
+            for an ICMP error reported to a connected socket.
+        :raises RuntimeError: when another receive is pending.
+        :raises Cancelled: when cancelled (no datagram was taken).
+        """
+        try:
+            desc = self._receiving(buffer, "recv_from", connected=False)
+        except (TypeError, ValueError, OSError) as error:
+            return FailedOp(error, stop_token)
+        return _RecvFromOp(desc, buffer, self._addressing.from_sockaddr, stop_token)
+
+    def send(self, data: Any, *, stop_token: StopToken | None = None) -> Operation:
+        """Awaitable: send ``data`` as one datagram to the connected peer.
+
+        :raises OSError: ``ENOTCONN`` when not connected, ``EBADF`` when
+            closed; ``ConnectionRefusedError`` for an earlier ICMP error.
+        :raises TypeError, ValueError: for bad data or ``stop_token``.
+        :raises RuntimeError: when another send is pending.
+        :raises Cancelled: when cancelled (nothing was sent).
+        """
+        desc = self._desc
+        try:
+            data, _, gather = write_size(data, "send")
+            if desc is None:
+                raise closed_error()
+            if desc.remote is None:  # unlocked hint: the OS has the last word
+                raise _not_connected()
+        except (TypeError, ValueError, OSError) as error:
+            return FailedOp(error, stop_token)
+        return WriteOp(desc, data, gather, stop_token)
+
+    def recv(self, buffer: Any, *, stop_token: StopToken | None = None) -> Operation:
+        """Awaitable: receive one datagram from the connected peer into
+        ``buffer``; returns the count stored (truncated to the buffer).
+
+        :raises OSError: ``ENOTCONN`` when not connected, ``EBADF`` when
+            closed; ``ConnectionRefusedError`` for an ICMP error.
+        :raises TypeError, ValueError: for a bad buffer or ``stop_token``.
+        :raises RuntimeError: when another receive is pending.
+        :raises Cancelled: when cancelled (no datagram was taken).
+        """
+        try:
+            desc = self._receiving(buffer, "recv", connected=True)
+        except (TypeError, ValueError, OSError) as error:
+            return FailedOp(error, stop_token)
+        return _RecvOp(desc, buffer, stop_token)
