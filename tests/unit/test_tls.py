@@ -548,3 +548,47 @@ def test_client_against_python_ssl_server(backend: str, certs: Certs) -> None:
     assert digest == hashlib.sha256(b"z" * 100_000).digest()
     assert seen["data"] == b"z" * 100_000
     assert dict(x[0] for x in seen["client"]["subject"])["commonName"] == "client"
+
+
+def test_local_stream_server_with_ssl(backend: str, certs: Certs, tmp_path: Path) -> None:
+    """LocalStreamServer(ssl=): a handshaken TLSStream per Unix-socket connection."""
+    path = str(tmp_path / "tls.sock")
+    payload = os.urandom(100_000)
+    got: list[bytes] = []
+
+    async def echo(stream: TLSStream) -> None:
+        assert isinstance(stream, TLSStream) and stream.version() is not None
+        buf = bytearray(65536)
+        while n := await stream.read_some(buf):
+            await stream.write_all(memoryview(buf)[:n])
+        await stream.shutdown()
+
+    def client() -> None:
+        with socket.socket(socket.AF_UNIX) as raw:
+            raw.settimeout(PEER_TIMEOUT)
+            raw.connect(path)
+            with certs.client_context().wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(payload)
+                data = bytearray()
+                while len(data) < len(payload):
+                    chunk = tls.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                got.append(bytes(data))
+                tls.unwrap()
+
+    async def main() -> None:
+        ctx = ctx_of_task()
+        server = corosio_py.LocalStreamServer(ctx, path, echo, ssl=certs.server_context())
+        server.start()
+        try:
+            worker = threading.Thread(target=client)
+            worker.start()
+            while worker.is_alive():
+                await corosio_py.sleep(0.01)
+        finally:
+            server.stop()
+
+    run(backend, main(), 2)
+    assert got == [payload]
