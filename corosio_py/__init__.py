@@ -17,11 +17,14 @@ from ._context import IOContext as IOContext
 from ._context import WorkGuard as WorkGuard
 from ._endpoint import Endpoint as Endpoint
 from ._errors import Cancelled as Cancelled
+from ._files import RandomAccessFile as RandomAccessFile
+from ._files import StreamFile as StreamFile
 from ._group import TaskGroup as TaskGroup
 from ._group import gather as gather
 from ._reactor import available_backends as available_backends
 from ._resolve import resolve as resolve
 from ._server import TCPServer as TCPServer
+from ._signals import SignalSet as SignalSet
 from ._socket import TCPSocket as TCPSocket
 from ._tasks import Task as Task
 from ._tasks import current_executor as current_executor
@@ -40,8 +43,11 @@ __all__ = (
     "Endpoint",
     "Executor",
     "IOContext",
+    "RandomAccessFile",
+    "SignalSet",
     "StopSource",
     "StopToken",
+    "StreamFile",
     "TCPAcceptor",
     "TCPServer",
     "TCPSocket",
