@@ -39,6 +39,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -58,6 +59,20 @@ __all__ = ("ANY", "READ", "WRITE", "FileOp", "OpenFile", "ReadyOp", "closed_file
 ANY: Final = 0
 READ: Final = 1
 WRITE: Final = 2
+
+#: ``errno`` values of an ``RWF_NOWAIT`` attempt the file (system) cannot do.
+_NOWAIT_UNSUPPORTED: Final = frozenset((errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS))
+#: An attempt that would block.
+_WOULD_BLOCK: Final = object()
+#: First attempts are made only while the context's last reactor pass is
+#: this recent (seconds).  Reads served from the page cache complete inline,
+#: so a task reading a cached file never suspends, and the thread running it
+#: would make no reactor pass (timers, I/O) for as long as the file lasts.
+#: Past this window the read goes to a helper thread instead: the task
+#: suspends, the thread makes its pass, and the next reads are inline again.
+INLINE_WINDOW: Final = 0.002
+
+_monotonic = time.monotonic
 
 _QUEUED: Final = 0
 _RUNNING: Final = 1
@@ -82,8 +97,9 @@ class OpenFile:
     """The state of one open fd (a fresh one per ``open``, never reused).
 
     Guarded by :attr:`lock`: ``fd``, ``users``, ``closing``, ``queued``,
-    ``read_busy``, ``write_busy``.  Set once in ``__init__``: ``sched``,
-    ``post``, ``readable``, ``writable``.
+    ``read_busy``, ``write_busy``, ``epoch``.  Set once in ``__init__``:
+    ``sched``, ``post``, ``readable``, ``writable``.  ``nowait`` is an
+    unlocked hint (see there).
     """
 
     __slots__ = (
@@ -99,6 +115,8 @@ class OpenFile:
         "post",
         "readable",
         "writable",
+        "epoch",
+        "nowait",
     )
 
     def __init__(
@@ -120,6 +138,10 @@ class OpenFile:
         self.post = post  # queues a resumption from a helper thread
         self.readable = readable
         self.writable = writable
+        self.epoch = 0  # bumped by cancel() and close(): an initiation in progress is cancelled
+        #: Whether ``RWF_NOWAIT`` attempts may work here: an unlocked hint,
+        #: only ever cleared (a stale True costs one refused attempt).
+        self.nowait = True
 
     @property
     def is_open(self) -> bool:
@@ -178,6 +200,7 @@ class OpenFile:
         """``cancel()``: every queued operation completes with ``Cancelled``;
         running ones deliver their results."""
         with self.lock:
+            self.epoch += 1
             claimed = self._claim_queued_locked()
         self._post_cancelled(claimed)
 
@@ -193,6 +216,7 @@ class OpenFile:
             if fd < 0:
                 return
             self.fd = -1
+            self.epoch += 1
             claimed = self._claim_queued_locked()
             if self.users:
                 self.closing, fd = fd, -1
@@ -209,16 +233,23 @@ class OpenFile:
 class FileOp(Operation):
     """One read or write: ``call(fd, *args)`` on a helper thread.
 
+    ``attempt``, when given, is a variant that never blocks (a read with
+    ``RWF_NOWAIT``: data already in the page cache, else ``EAGAIN``).  It
+    is tried first on the initiating thread, like a socket's speculative
+    ``recv``; only when it would block does the operation go to a helper
+    thread.  A cached read then costs no thread hand-off at all.
+
     ``state`` and ``task`` are guarded by the file's lock (``task`` is
     written once, in :meth:`start`, before the operation is visible).
     """
 
-    __slots__ = ("file", "call", "args", "kind", "task", "state")
+    __slots__ = ("file", "call", "attempt", "args", "kind", "task", "state")
 
     def __init__(
         self,
         file: OpenFile,
         call: Callable[..., int],
+        attempt: Callable[..., int] | None,
         args: tuple[Any, ...],
         kind: int,
         stop_token: StopToken | None,
@@ -226,6 +257,7 @@ class FileOp(Operation):
         self.stop_token = stop_token
         self.file = file
         self.call = call
+        self.attempt = attempt
         self.args = args
         self.kind = kind
         self.task: Task[Any] | None = None
@@ -241,25 +273,42 @@ class FileOp(Operation):
 
     def start(self, task: Task[Any]) -> object:
         file = self.file
+        kind = self.kind
+        attempt = self.attempt
+        if attempt is not None and (
+            not file.nowait  # unlocked hint, only ever cleared
+            or _monotonic() - file.sched._last_pass > INLINE_WINDOW  # unlocked hint
+        ):
+            attempt = None
+        with file.lock:
+            fd = file.fd
+            if fd < 0:
+                raise closed_file()
+            if kind == READ:
+                if file.read_busy:
+                    raise RuntimeError("another read is already pending on this file")
+                file.read_busy = True
+            elif kind == WRITE:
+                if file.write_busy:
+                    raise RuntimeError("another write is already pending on this file")
+                file.write_busy = True
+            epoch = file.epoch
+            if attempt is not None:
+                file.users += 1
+        if attempt is not None:
+            result = self._attempt(attempt, fd)
+            if result is not _WOULD_BLOCK:
+                return result
         sched = file.sched
         # Counted before the operation is visible to a cancel or a helper.
         sched.work_started()
-        error: BaseException | None = None
         with file.lock:
-            kind = self.kind
-            if file.fd < 0:
-                error = closed_file()
-            elif kind == READ:
-                if file.read_busy:
-                    error = RuntimeError("another read is already pending on this file")
-                else:
-                    file.read_busy = True
-            elif kind == WRITE:
-                if file.write_busy:
-                    error = RuntimeError("another write is already pending on this file")
-                else:
-                    file.write_busy = True
-            if error is None:
+            if file.fd < 0 or file.epoch != epoch:
+                # close() or cancel() came during the initiation.
+                self.release_locked()
+                error: BaseException | None = Cancelled()
+            else:
+                error = None
                 self.task = task
                 file.queued[self] = None
         if error is not None:
@@ -279,6 +328,33 @@ class FileOp(Operation):
             sched.work_finished()
             raise
         return PENDING
+
+    def _attempt(self, attempt: Callable[..., int], fd: int) -> object:
+        """The non-blocking first try on the initiating thread (the fd is
+        held): its result, or :data:`_WOULD_BLOCK` to go to a helper thread."""
+        file = self.file
+        try:
+            result: object = attempt(fd, *self.args)
+        except BlockingIOError:
+            result = _WOULD_BLOCK  # not in the page cache (or an empty pipe)
+        except OSError as exc:
+            if exc.errno not in _NOWAIT_UNSUPPORTED:
+                file._leave()
+                with file.lock:
+                    self.release_locked()
+                raise
+            file.nowait = False  # this file system cannot: helper threads from now on
+            result = _WOULD_BLOCK
+        except BaseException:
+            file._leave()
+            with file.lock:
+                self.release_locked()
+            raise
+        file._leave()
+        if result is not _WOULD_BLOCK:
+            with file.lock:
+                self.release_locked()
+        return result
 
     def _run(self) -> None:
         """A helper thread: the system call, then the result handed back once."""

@@ -2,7 +2,10 @@
 
 Each read or write runs on a helper thread and resumes the task with its
 result (:mod:`corosio_py._fileio` explains how, and why cancellation never
-loses data).  The metadata calls (``seek``, ``size``, ``resize``) and the
+loses data).  On Linux a read first tries ``preadv2(RWF_NOWAIT)`` on the
+initiating thread, which returns what the page cache holds and never blocks
+(``EAGAIN`` sends the read to a helper thread), as a socket read tries
+``recv`` before it parks.  The metadata calls (``seek``, ``size``, ``resize``) and the
 syncs are plain methods, as upstream's are: they run on the calling thread.
 """
 
@@ -123,6 +126,22 @@ else:  # pragma: no cover - macOS before 11
 
 def _write_at(fd: int, data: Any, offset: int) -> int:
     return os.pwrite(fd, data, offset)
+
+
+# The reads' first attempts on the initiating thread: RWF_NOWAIT reads only
+# what the page cache holds (``EAGAIN`` otherwise), so they never block
+# (Linux 4.14+).  Offset -1 is "the current position, advanced" (preadv2).
+_RWF_NOWAIT: Final[int | None] = getattr(os, "RWF_NOWAIT", None)
+_read_nowait: Callable[..., int] | None = None
+_read_at_nowait: Callable[..., int] | None = None
+if _RWF_NOWAIT is not None and hasattr(os, "preadv"):
+    _NOWAIT: Final = _RWF_NOWAIT
+
+    def _read_nowait(fd: int, buffer: Any) -> int:
+        return os.preadv(fd, (buffer,), -1, _NOWAIT)
+
+    def _read_at_nowait(fd: int, buffer: Any, offset: int) -> int:
+        return os.preadv(fd, (buffer,), offset, _NOWAIT)
 
 
 class _FileHandle:
@@ -250,8 +269,8 @@ class _FileHandle:
         Blocks the calling thread until done."""
         self._open_file().call(os.fsync)
 
-    def _read_op(self, what: str, buffer: Any, call: Any, args: tuple[Any, ...],
-                 kind: int, stop_token: StopToken | None) -> Operation:
+    def _read_op(self, what: str, buffer: Any, call: Any, attempt: Any,
+                 args: tuple[Any, ...], kind: int, stop_token: StopToken | None) -> Operation:
         """The awaitable of a read into ``buffer`` (errors at the await)."""
         try:
             size = _writable_nbytes(buffer, what)
@@ -264,7 +283,7 @@ class _FileHandle:
             return FailedOp(OSError(errno.EBADF, "the file is not open for reading"), stop_token)
         if not size:
             return ReadyOp(file, 0, stop_token)
-        return FileOp(file, call, (buffer, *args), kind, stop_token)
+        return FileOp(file, call, attempt, (buffer, *args), kind, stop_token)
 
     def _write_op(self, what: str, data: Any, call: Any, args: tuple[Any, ...],
                   kind: int, stop_token: StopToken | None) -> Operation:
@@ -280,7 +299,7 @@ class _FileHandle:
             return FailedOp(OSError(errno.EBADF, "the file is not open for writing"), stop_token)
         if not size:
             return ReadyOp(file, 0, stop_token)
-        return FileOp(file, call, (data, *args), kind, stop_token)
+        return FileOp(file, call, None, (data, *args), kind, stop_token)
 
     def __repr__(self) -> str:
         file = self._file
@@ -363,7 +382,7 @@ class StreamFile(_FileHandle):
         :raises RuntimeError: when another read is pending.
         :raises Cancelled: when cancelled before the read started.
         """
-        return self._read_op("read_some", buffer, _read, (), READ, stop_token)
+        return self._read_op("read_some", buffer, _read, _read_nowait, (), READ, stop_token)
 
     def write_some(self, data: Any, *, stop_token: StopToken | None = None) -> Operation:
         """Awaitable: write some of ``data`` at the position (the end in
@@ -465,7 +484,9 @@ class RandomAccessFile(_FileHandle):
             start = _check_offset(offset)
         except (TypeError, ValueError) as error:
             return FailedOp(error, stop_token)
-        return self._read_op("read_some_at", buffer, _read_at, (start,), ANY, stop_token)
+        return self._read_op(
+            "read_some_at", buffer, _read_at, _read_at_nowait, (start,), ANY, stop_token
+        )
 
     def write_some_at(
         self, offset: int, data: Any, *, stop_token: StopToken | None = None

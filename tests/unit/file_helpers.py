@@ -35,8 +35,20 @@ def write_file(path: Path, data: bytes) -> Path:
     return path
 
 
+def fifo_file(ctx: IOContext, path: Path) -> StreamFile:
+    """A StreamFile reading the FIFO at ``path``, every read on a helper
+    thread (no first attempt on the spot), so :func:`running` counts only
+    those."""
+    file = StreamFile(ctx)
+    file.open(path, "r")
+    assert file._file is not None
+    file._file.nowait = False
+    return file
+
+
 def running(handle: _FileHandle, n: int = 1) -> Callable[[], bool]:
-    """A condition: ``n`` system calls of ``handle`` run on helper threads."""
+    """A condition: ``n`` system calls of ``handle`` run (on helper threads,
+    for a file made by :func:`fifo_file`)."""
 
     def check() -> bool:
         file = handle._file
@@ -91,8 +103,7 @@ def all_helpers_busy(ctx: IOContext, tmp_path: Path) -> Iterator[Callable[[], No
     tasks = []
     try:
         for pipe in pipes:
-            file = StreamFile(ctx)
-            file.open(pipe.path, "r")
+            file = fifo_file(ctx, pipe.path)
             files.append(file)
 
             async def read(f: StreamFile = file) -> int:

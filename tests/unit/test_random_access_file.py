@@ -116,6 +116,8 @@ def test_concurrent_operations(
     blocks = [bytes([65 + i % 26]) * 4 for i in range(100)]
     ctx = make_ctx(hint)
     f = opened(ctx, write_file(tmp_path / "c", b"".join(blocks)), "r+")
+    assert f._file is not None
+    f._file.nowait = hint is None  # on helper threads too, not only from the cache
 
     async def main() -> None:
         reads = [spawn(ctx, read_at(f, i * 4, 4)) for i in range(100)]
@@ -143,6 +145,8 @@ def test_cancel_many_in_flight(
     data = os.urandom(64 * 1024)
     ctx = make_ctx(hint)
     f = opened(ctx, write_file(tmp_path / "x", data))
+    assert f._file is not None
+    f._file.nowait = False  # every read goes to a helper thread
     tasks = [spawn(ctx, read_at(f, i * 1024, 1024)) for i in range(16)]
     ctx.poll()  # every read submitted
     f.cancel()

@@ -16,7 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from file_helpers import all_helpers_busy, fifo, run_main, running, wait_for, write_file
+from file_helpers import (
+    all_helpers_busy,
+    fifo,
+    fifo_file,
+    run_main,
+    running,
+    wait_for,
+    write_file,
+)
 from thread_helpers import start
 
 import corosio_py
@@ -336,8 +344,9 @@ def test_stop_token_before_start(make_ctx: Callable[..., IOContext], tmp_path: P
 def test_blocked_read_never_blocks_the_context(
     make_ctx: Callable[..., IOContext], tmp_path: Path, hint: int | None
 ) -> None:
-    """A read that blocks (a FIFO) runs on a helper thread: the one thread
-    running the context keeps running timers; the read is outstanding work."""
+    """A read that blocks (a FIFO) runs on a helper thread (its first,
+    non-blocking attempt found nothing): the one thread running the context
+    keeps running timers; the read is outstanding work."""
     ctx = make_ctx(hint)
     with fifo(tmp_path) as pipe:
         f = StreamFile(ctx)
@@ -369,8 +378,7 @@ def test_pending_read_is_outstanding_work(
 ) -> None:
     ctx = make_ctx()
     with fifo(tmp_path) as pipe:
-        f = StreamFile(ctx)
-        f.open(pipe.path)
+        f = fifo_file(ctx, pipe.path)
 
         async def reader() -> int:
             return await f.read_some(bytearray(8))  # type: ignore[no-any-return]
@@ -388,8 +396,7 @@ def test_pending_read_is_outstanding_work(
 def test_second_read_is_refused(make_ctx: Callable[..., IOContext], tmp_path: Path) -> None:
     ctx = make_ctx()
     with fifo(tmp_path) as pipe:
-        f = StreamFile(ctx)
-        f.open(pipe.path)
+        f = fifo_file(ctx, pipe.path)
 
         async def main() -> int:
             first = spawn(ctx, _read(f, 4))
@@ -416,8 +423,7 @@ def test_cancel_running_read_delivers_its_bytes(
     its bytes; the cancellation lands at the task's next suspension."""
     ctx = make_ctx(hint)
     with fifo(tmp_path) as pipe:
-        f = StreamFile(ctx)
-        f.open(pipe.path)
+        f = fifo_file(ctx, pipe.path)
         got: list[object] = []
 
         async def reader() -> None:
@@ -430,6 +436,8 @@ def test_cancel_running_read_delivers_its_bytes(
             for how in ("task", "file", "close"):
                 if how == "close":
                     f.open(pipe.path)
+                    assert f._file is not None
+                    f._file.nowait = False
                 task = spawn(ctx, reader())
                 while not running(f)():
                     await corosio_py.sleep(0.001)
@@ -461,6 +469,8 @@ def test_cancel_queued_read_reads_nothing(
     path = write_file(tmp_path / "q", b"0123456789")
     f = StreamFile(ctx)
     f.open(path)
+    assert f._file is not None
+    f._file.nowait = False  # no page-cache read on the spot: every read queues
     with all_helpers_busy(ctx, tmp_path):
         source = StopSource()
         tasks = []
@@ -500,8 +510,7 @@ def test_close_defers_the_fd_to_the_running_call(
     number cannot be reused under the helper thread) until the read returns."""
     ctx = make_ctx()
     with fifo(tmp_path) as pipe:
-        f = StreamFile(ctx)
-        f.open(pipe.path)
+        f = fifo_file(ctx, pipe.path)
         fd = f.fileno()
         task = spawn(ctx, _read(f, 8))
         runner = start(ctx.run)
@@ -527,8 +536,7 @@ def test_context_close_abandons_and_closes(
 ) -> None:
     ctx = make_ctx(hint)
     with fifo(tmp_path) as pipe:
-        f = StreamFile(ctx)
-        f.open(pipe.path)
+        f = fifo_file(ctx, pipe.path)
         fd = f.fileno()
         task = spawn(ctx, _read(f, 8))
         deadline_runs = 0
@@ -541,6 +549,36 @@ def test_context_close_abandons_and_closes(
         assert not f.is_open
         pipe.feed(b"x")  # the helper's late result is dropped
         wait_for(lambda: not _fd_open(fd, pipe.path), "the fd to be closed")
+
+
+def test_cached_read_needs_no_helper_thread(
+    make_ctx: Callable[..., IOContext], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the platform has RWF_NOWAIT, data in the page cache is read on
+    the spot (no hand-off); otherwise, and for writes, a helper thread runs it."""
+    from corosio_py import _fileio
+
+    submitted: list[object] = []
+    real_submit = _fileio.submit
+
+    def counting_submit(job: Callable[[], object]) -> None:
+        submitted.append(job)
+        real_submit(job)
+
+    monkeypatch.setattr(_fileio, "submit", counting_submit)
+    ctx = make_ctx()
+    f = StreamFile(ctx)
+    f.open(write_file(tmp_path / "cached", b"cached data"), "r+")
+
+    async def main() -> bytes:
+        data = await f.read_exactly(6)
+        await f.write_all(b"!")
+        return data
+
+    assert run_main(ctx, main()) == b"cached"
+    nowait = hasattr(os, "RWF_NOWAIT") and hasattr(os, "preadv")
+    assert len(submitted) == (1 if nowait else 2)
+    f.close()
 
 
 def test_reads_on_many_threads(make_ctx: Callable[..., IOContext], tmp_path: Path) -> None:
