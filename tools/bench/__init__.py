@@ -28,6 +28,7 @@ WORKLOADS: tuple[str, ...] = (
     "fan_out",
     "accept_churn",
     "http_wrk",
+    "file_read",
 )
 
 
