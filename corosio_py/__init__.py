@@ -18,6 +18,8 @@ from ._context import IOContext as IOContext
 from ._context import WorkGuard as WorkGuard
 from ._endpoint import Endpoint as Endpoint
 from ._errors import Cancelled as Cancelled
+from ._files import RandomAccessFile as RandomAccessFile
+from ._files import StreamFile as StreamFile
 from ._group import TaskGroup as TaskGroup
 from ._group import gather as gather
 from ._local import LocalDatagramSocket as LocalDatagramSocket
@@ -31,6 +33,7 @@ from ._queue import QueueFull as QueueFull
 from ._reactor import available_backends as available_backends
 from ._resolve import resolve as resolve
 from ._server import TCPServer as TCPServer
+from ._signals import SignalSet as SignalSet
 from ._socket import TCPSocket as TCPSocket
 from ._strand import Strand as Strand
 from ._sync import Condition as Condition
@@ -70,10 +73,13 @@ __all__ = (
     "Queue",
     "QueueEmpty",
     "QueueFull",
+    "RandomAccessFile",
     "Semaphore",
+    "SignalSet",
     "StopSource",
     "StopToken",
     "Strand",
+    "StreamFile",
     "TCPAcceptor",
     "TCPServer",
     "TCPSocket",

@@ -53,7 +53,6 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable, Coroutine
-from types import FrameType
 from typing import Any, Final
 
 import corosio_py as cio
@@ -520,16 +519,19 @@ def main(argv: list[str] | None = None) -> None:
         return
     tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    # Before the URL is printed: a client that reads it may signal at once.
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     ctx, server, stats, workers = serve(
         args.host, args.port, args.threads, args.backend, tls=tls, reuse_port=args.reuse_port
     )
+    # Graceful shutdown on SIGINT/SIGTERM: a task awaits either signal, on
+    # whichever thread runs the context.  Held before the URL is printed: a
+    # client that reads it may signal at once.
+    signals = cio.SignalSet(ctx, signal.SIGINT, signal.SIGTERM)
+
+    async def wait_for_signal() -> None:
+        await signals.wait()
+        stop.set()
+
+    cio.spawn(ctx, wait_for_signal())
     endpoint = server.local_endpoint()
     host = f"[{endpoint.address}]" if endpoint.address.version == 6 else str(endpoint.address)
     print(
@@ -537,9 +539,8 @@ def main(argv: list[str] | None = None) -> None:
         f"on {args.threads} threads ({ctx.backend}); Ctrl-C to stop",
         flush=True,
     )
-    while not stop.wait(0.2):
-        pass
-    shutdown(ctx, server, workers)
+    stop.wait()
+    shutdown(ctx, server, workers)  # closing the context lets the signals go
     served = stats.snapshot()
     print(f"\nstopped after {sum(served.values())} requests", file=sys.stderr)
 

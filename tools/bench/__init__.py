@@ -36,6 +36,7 @@ WORKLOADS: tuple[str, ...] = (
     "tls_handshakes",
     "tls_throughput",
     "https_wrk",
+    "file_read",
 )
 
 
