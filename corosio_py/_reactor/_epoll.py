@@ -17,9 +17,10 @@ What this means for corosio_py
 * Every descriptor is registered once, for both directions, edge-triggered;
   ``interest_changed`` has nothing to do.
 * The interrupt is an eventfd registered ``EPOLLIN | EPOLLET``
-  (:class:`~._wake.EventFdWaker`, as upstream's ``epoll_scheduler``).  An
-  unread eventfd stays readable, so an interrupt issued before the waiting
-  thread enters ``epoll_wait`` still ends that wait.
+  (:class:`~._wake.EventFdWaker`; upstream does the same in
+  ``src/corosio/src/detail/epoll/scheduler.cpp``).  An unread eventfd stays
+  readable, so an interrupt issued before the waiting thread enters
+  ``epoll_wait`` still ends that wait.
 * The epoll registration happens under the map lock, in the same critical
   section that adds the target, so the edge that epoll reports at
   registration time is never dropped for want of a map entry.

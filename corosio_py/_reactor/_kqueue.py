@@ -18,10 +18,11 @@ What this means for corosio_py
   added under the map lock of :class:`~._base.ReactorBase`; the two events
   of one fd in a batch collapse into one ``(target, bits)`` pair.
 * The interrupt is a user event, ident 0, triggered with ``NOTE_TRIGGER``
-  (:class:`~._wake.UserEventWaker`, as upstream's ``kqueue_scheduler``).
-  Where its filter value is unknown (NetBSD, OpenBSD) or the kernel refuses
-  it, a self-pipe watched for READ takes its place
-  (:class:`~._wake.PipeWaker`).
+  (:class:`~._wake.UserEventWaker`, as in upstream's
+  ``src/corosio/src/detail/kqueue/scheduler.cpp``).  Where its filter value
+  is unknown (NetBSD, OpenBSD) or the kernel refuses it, a self-pipe watched
+  for READ takes its place (:class:`~._wake.PipeWaker`); upstream has no
+  such fallback and fails instead.
 * :func:`default_api` is the one place that picks ``select.kqueue`` or, where
   it is missing, the epoll-backed :mod:`._kqueue_emulation`, so the tests
   exercise this module on Linux too.  The emulation is imported only then:
