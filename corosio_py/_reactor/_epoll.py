@@ -112,12 +112,7 @@ class EpollReactor(ReactorBase):
         self._epoll.close()
 
     def wait(self, timeout: float | None) -> list[tuple[ReadinessTarget, int]]:
-        """Run one epoll pass (see :meth:`Reactor.wait`).
-
-        :param timeout: seconds; ``None`` blocks, negative counts as 0, long
-            ones are clamped.
-        :raises ValueError: when the reactor is closed.
-        """
+        """Run one epoll pass (see :meth:`Reactor.wait`); ``ValueError`` once closed."""
         clamped = os_wait_timeout(timeout)
         try:
             events = self._epoll.poll(-1.0 if clamped is None else clamped, _MAX_EVENTS)

@@ -121,20 +121,7 @@ def default_api() -> KqueueAPI:
     """
     if hasattr(select, "kqueue"):
         native: Any = select  # typeshed hides the kqueue names on Linux
-        return KqueueAPI(
-            kqueue=native.kqueue,
-            kevent=native.kevent,
-            filter_read=native.KQ_FILTER_READ,
-            filter_write=native.KQ_FILTER_WRITE,
-            filter_user=_native_user_filter(),
-            ev_add=native.KQ_EV_ADD,
-            ev_delete=native.KQ_EV_DELETE,
-            ev_clear=native.KQ_EV_CLEAR,
-            ev_eof=native.KQ_EV_EOF,
-            ev_error=native.KQ_EV_ERROR,
-            note_trigger=_NOTE_TRIGGER,
-            emulated=False,
-        )
+        return _api_of(native, native.kqueue, _native_user_filter(), _NOTE_TRIGGER, emulated=False)
     return _emulated_api()
 
 
@@ -142,23 +129,36 @@ def _emulated_api() -> KqueueAPI:
     # The explicit platform check lets mypy skip this body for --platform
     # darwin/freebsd, where the emulation module is empty to it.
     if sys.platform == "linux" and has_epoll():
-        from . import _kqueue_emulation as _emulation
+        from . import _kqueue_emulation as emu
 
-        return KqueueAPI(
-            kqueue=_emulation.EmulatedKqueue,
-            kevent=_emulation.kevent,
-            filter_read=_emulation.KQ_FILTER_READ,
-            filter_write=_emulation.KQ_FILTER_WRITE,
-            filter_user=_emulation.KQ_FILTER_USER,
-            ev_add=_emulation.KQ_EV_ADD,
-            ev_delete=_emulation.KQ_EV_DELETE,
-            ev_clear=_emulation.KQ_EV_CLEAR,
-            ev_eof=_emulation.KQ_EV_EOF,
-            ev_error=_emulation.KQ_EV_ERROR,
-            note_trigger=_emulation.KQ_NOTE_TRIGGER,
-            emulated=True,
-        )
+        kqueue = emu.EmulatedKqueue
+        return _api_of(emu, kqueue, emu.KQ_FILTER_USER, emu.KQ_NOTE_TRIGGER, emulated=True)
     raise OSError(errno.ENOSYS, "no select.kqueue, and no epoll to emulate it over")
+
+
+def _api_of(
+    names: Any,
+    kqueue: Callable[[], KqueueLike],
+    filter_user: int | None,
+    note_trigger: int,
+    *,
+    emulated: bool,
+) -> KqueueAPI:
+    """The API from a namespace with ``select``'s ``kevent`` and ``KQ_*`` names."""
+    return KqueueAPI(
+        kqueue=kqueue,
+        kevent=names.kevent,
+        filter_read=names.KQ_FILTER_READ,
+        filter_write=names.KQ_FILTER_WRITE,
+        filter_user=filter_user,
+        ev_add=names.KQ_EV_ADD,
+        ev_delete=names.KQ_EV_DELETE,
+        ev_clear=names.KQ_EV_CLEAR,
+        ev_eof=names.KQ_EV_EOF,
+        ev_error=names.KQ_EV_ERROR,
+        note_trigger=note_trigger,
+        emulated=emulated,
+    )
 
 
 def without_user_events(api: KqueueAPI) -> KqueueAPI:
@@ -247,12 +247,7 @@ class KqueueReactor(ReactorBase):
         self._kq.close()
 
     def wait(self, timeout: float | None) -> list[tuple[ReadinessTarget, int]]:
-        """Run one kqueue pass (see :meth:`Reactor.wait`).
-
-        :param timeout: seconds; ``None`` blocks, negative counts as 0, long
-            ones are clamped.
-        :raises ValueError: when the reactor is closed.
-        """
+        """Run one kqueue pass (see :meth:`Reactor.wait`); ``ValueError`` once closed."""
         try:
             events: list[KeventLike] = self._kq.control(None, _MAX_EVENTS, os_wait_timeout(timeout))
         except InterruptedError:

@@ -119,12 +119,7 @@ class LevelTriggeredReactor(ReactorBase):
         self._waker.signal()
 
     def wait(self, timeout: float | None) -> list[tuple[ReadinessTarget, int]]:
-        """Run one pass (see :meth:`Reactor.wait`).
-
-        :param timeout: seconds; ``None`` blocks, negative counts as 0, long
-            ones are clamped.
-        :raises ValueError: when the reactor is closed.
-        """
+        """Run one pass (see :meth:`Reactor.wait`); ``ValueError`` once closed."""
         with self._lock:
             if self._closed:
                 raise ValueError(f"{self.name} reactor is closed")

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 import pytest
+from thread_helpers import JOIN, start
 
 from corosio_py._reactor import (
     ERROR,
@@ -745,27 +746,20 @@ def test_register_after_close_is_refused_and_deregister_ignored(reactor: Reactor
 @pytest.mark.parametrize("name", BACKENDS)
 def test_interrupts_racing_close_never_raise(name: str) -> None:
     reactor = create_reactor(name)
-    started = threading.Barrier(3)
-    errors: list[BaseException] = []
+    started = threading.Barrier(3, timeout=JOIN)
 
     def hammer() -> None:
         started.wait()
-        try:
-            for _ in range(2000):
-                reactor.interrupt()
-                reactor.interest_changed()
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(2000):
+            reactor.interrupt()
+            reactor.interest_changed()
 
-    threads = [threading.Thread(target=hammer) for _ in range(2)]
-    for t in threads:
-        t.start()
+    runners = [start(hammer) for _ in range(2)]
     started.wait()
     reactor.wait(0)
     reactor.close()
-    for t in threads:
-        t.join()
-    assert errors == []
+    for runner in runners:
+        runner.finish()  # re-raises what interrupt() raised, if anything
 
 
 # -- kqueue: the interrupt fallback and the Linux emulation ----------------------
