@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ._base import ERROR as ERROR
-from ._base import HANGUP as HANGUP
-from ._base import READ as READ
-from ._base import WRITE as WRITE
 from ._base import Reactor as Reactor
 from ._base import ReadinessTarget as ReadinessTarget
 from ._base import has_epoll
+from ._bits import ERROR as ERROR
+from ._bits import HANGUP as HANGUP
+from ._bits import READ as READ
+from ._bits import WRITE as WRITE
 
 __all__ = (
     "BACKENDS",

@@ -10,24 +10,27 @@ stay registered until just before they are closed (no per-operation re-arming,
 upstream behaviour).  Edge-triggered backends (epoll, kqueue) report a
 readiness edge once; the level-triggered ones (poll, select) emulate that by
 asking each target, at every pass, whether it still wants to hear about a
-direction (3.4.6), so a socket with unread data and no parked reader never
+direction, so a socket with unread data and no parked reader never
 makes the reactor spin.
+
+:class:`ReactorBase` is what every backend shares: the ``fd -> target`` map,
+the closed flag and the lock that guards both, the wake-up
+(:mod:`._wake`) and the lookup of harvested events.  A backend adds only
+its OS object: how to watch and unwatch an fd, how to release the object,
+and its own ``wait``.  The known limits of each backend are listed in
+``docs/backends.md``.
 """
 
 from __future__ import annotations
 
 import select
 import sys
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import ClassVar, Final, Protocol
 
-#: Readiness bits handed to a target (upstream uses the epoll values).
-READ = 0x1
-WRITE = 0x4
-ERROR = 0x8
-#: The peer hung up (or half-closed): readable without any further edge.
-HANGUP = 0x10
+from ._wake import Waker
 
 #: The longest single OS wait, in seconds.  epoll_wait and poll take an int
 #: of milliseconds (about 24.8 days at most) and select a timeval; a longer
@@ -155,3 +158,119 @@ class Reactor(Protocol):
     def close(self) -> None:
         """Release the OS objects.  Idempotent."""
         ...
+
+
+class ReactorBase:
+    """The shared body of every backend (see the module docstring).
+
+    A subclass sets :attr:`name` and :attr:`edge_triggered`, hands its wake-up
+    to ``__init__`` and implements :meth:`wait` plus three hooks on its OS
+    object: :meth:`_watch`, :meth:`_unwatch` and :meth:`_release`.
+
+    Lock discipline: ``_lock`` (the map lock) guards the map and the closed
+    flag.  ``_watch`` and ``_unwatch`` run under it, so a target is in the
+    map by the time the OS can report its fd (epoll reports a ready fd at
+    registration), and :meth:`_lookup` reads the map under it.  The wake-up
+    has its own lock; the two are never held together.  Both are leaves: no
+    other lock is taken while either is held.
+
+    Thread safety: :meth:`Reactor.wait` is called by one thread at a time;
+    every other method may be called from any thread.  :meth:`close` must
+    not race a ``wait`` in progress.
+    """
+
+    name: ClassVar[str]
+    edge_triggered: ClassVar[bool]
+
+    def __init__(self, waker: Waker) -> None:
+        """Take ownership of ``waker`` (closed by :meth:`close`)."""
+        self._waker = waker
+        self._lock = threading.Lock()
+        self._targets: dict[int, ReadinessTarget] = {}  # guarded by _lock
+        self._closed = False  # guarded by _lock
+
+    def _watch(self, fd: int) -> None:
+        """Start watching ``fd`` in the OS object (map lock held)."""
+
+    def _unwatch(self, fd: int) -> bool:
+        """Stop watching ``fd`` (map lock held); errors are swallowed.
+
+        :return: whether a pass in progress may still hold the fd, so that
+            it must be interrupted to let go of it.
+        """
+        return False
+
+    def _release(self) -> None:
+        """Close the OS object (called once, after the wake-up is closed)."""
+
+    def register(self, fd: int, target: ReadinessTarget) -> None:
+        """Watch ``fd`` for read and write readiness, reported to ``target``.
+
+        :raises OSError: when the OS refuses the fd.
+        :raises ValueError: when the reactor is closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise ValueError(f"{self.name} reactor is closed")
+            self._watch(fd)
+            self._targets[fd] = target
+
+    def deregister(self, fd: int) -> None:
+        """Stop watching ``fd``; unknown fds and errors are ignored."""
+        with self._lock:
+            self._targets.pop(fd, None)
+            interrupt = not self._closed and self._unwatch(fd)
+        if interrupt:
+            self._waker.signal()
+
+    def interest_changed(self) -> None:
+        """Do nothing: the edge-triggered backends watch both directions."""
+
+    def interrupt(self) -> None:
+        """Make the current or next ``wait`` return; a no-op once closed.
+
+        :raises OSError: when the OS refuses the wake-up; it is disarmed
+            first, so the next interrupt tries again.
+        """
+        self._waker.signal()
+
+    def _lookup(
+        self, events: Iterable[tuple[int, int]], to_bits: Mapping[int, int]
+    ) -> list[tuple[ReadinessTarget, int]]:
+        """Turn a harvest of ``(fd, native mask)`` pairs into target reports.
+
+        The wake-up's fd is consumed rather than reported; an fd no longer
+        in the map is dropped (deregistered since the OS harvested it); a
+        mask that translates to no bits is dropped.  An event harvested just
+        before an fd number was reused may reach the new target, which is
+        harmless because readiness is only a hint.
+        """
+        ready: list[tuple[ReadinessTarget, int]] = []
+        woken = False
+        wake_fd = self._waker.fd
+        targets = self._targets  # never rebound, only read under the lock
+        with self._lock:
+            for fd, mask in events:
+                if fd == wake_fd:
+                    woken = True
+                    continue
+                target = targets.get(fd)
+                if target is not None and (bits := to_bits[mask]):
+                    ready.append((target, bits))
+        if woken:
+            self._waker.consume()
+        return ready
+
+    def close(self) -> None:
+        """Forget every target, close the wake-up and the OS object.
+
+        Idempotent.  The wake-up is closed first, so an interrupt racing
+        this call finds it closed rather than triggering a closed OS object.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._targets.clear()
+        self._waker.close()
+        self._release()

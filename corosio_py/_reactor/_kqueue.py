@@ -14,17 +14,23 @@ Facts about kqueue
 
 What this means for corosio_py
 ------------------------------
-* Each descriptor gets READ and WRITE filters with ``EV_ADD | EV_CLEAR`` and an ``fd ->
-  target`` map under a lock; the
-  two events of one fd in a batch collapse into one ``(target, bits)`` pair.
+* Each descriptor gets READ and WRITE filters with ``EV_ADD | EV_CLEAR``,
+  added under the map lock of :class:`~._base.ReactorBase`; the two events
+  of one fd in a batch collapse into one ``(target, bits)`` pair.
 * The interrupt is a user event, ident 0, triggered with ``NOTE_TRIGGER``
-  (2.7.1).  Where its filter value is unknown (NetBSD, OpenBSD) or the kernel
-  refuses it, a self-pipe watched for READ takes its place (2.7.6).  Both
-  sit behind an armed flag so a burst of interrupts costs one system call.
+  (:class:`~._wake.UserEventWaker`, as in upstream's
+  ``src/corosio/src/detail/kqueue/scheduler.cpp``).  Where its filter value
+  is unknown (NetBSD, OpenBSD) or the kernel refuses it, a self-pipe watched
+  for READ takes its place (:class:`~._wake.PipeWaker`); upstream has no
+  such fallback and fails instead.
 * :func:`default_api` is the one place that picks ``select.kqueue`` or, where
   it is missing, the epoll-backed :mod:`._kqueue_emulation`, so the tests
   exercise this module on Linux too.  The emulation is imported only then:
   it reads ``select.EPOLL*`` at import, which macOS and the BSDs lack.
+  Known limit: the emulation is for tests.  It is slower than epoll (an
+  extra translation layer and lock per call) and models only what this
+  module uses, so on Linux the kqueue backend is available but never the
+  default.
 """
 
 from __future__ import annotations
@@ -33,13 +39,13 @@ import errno
 import os
 import select
 import sys
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Final, Protocol, final
 
-from ._base import ERROR, HANGUP, READ, WRITE, ReadinessTarget, has_epoll, os_wait_timeout
-from ._level import SelfPipe
+from ._base import ReactorBase, ReadinessTarget, has_epoll, os_wait_timeout
+from ._bits import ERROR, HANGUP, READ, SAME, WRITE, BitTable
+from ._wake import PipeWaker, UserEventWaker, Waker
 
 #: Raw ``EVFILT_USER`` per ``sys.platform`` prefix (absent: use a self-pipe).
 _EVFILT_USER_BY_PLATFORM: Final = (("darwin", -10), ("freebsd", -11))
@@ -115,20 +121,7 @@ def default_api() -> KqueueAPI:
     """
     if hasattr(select, "kqueue"):
         native: Any = select  # typeshed hides the kqueue names on Linux
-        return KqueueAPI(
-            kqueue=native.kqueue,
-            kevent=native.kevent,
-            filter_read=native.KQ_FILTER_READ,
-            filter_write=native.KQ_FILTER_WRITE,
-            filter_user=_native_user_filter(),
-            ev_add=native.KQ_EV_ADD,
-            ev_delete=native.KQ_EV_DELETE,
-            ev_clear=native.KQ_EV_CLEAR,
-            ev_eof=native.KQ_EV_EOF,
-            ev_error=native.KQ_EV_ERROR,
-            note_trigger=_NOTE_TRIGGER,
-            emulated=False,
-        )
+        return _api_of(native, native.kqueue, _native_user_filter(), _NOTE_TRIGGER, emulated=False)
     return _emulated_api()
 
 
@@ -136,23 +129,36 @@ def _emulated_api() -> KqueueAPI:
     # The explicit platform check lets mypy skip this body for --platform
     # darwin/freebsd, where the emulation module is empty to it.
     if sys.platform == "linux" and has_epoll():
-        from . import _kqueue_emulation as _emulation
+        from . import _kqueue_emulation as emu
 
-        return KqueueAPI(
-            kqueue=_emulation.EmulatedKqueue,
-            kevent=_emulation.kevent,
-            filter_read=_emulation.KQ_FILTER_READ,
-            filter_write=_emulation.KQ_FILTER_WRITE,
-            filter_user=_emulation.KQ_FILTER_USER,
-            ev_add=_emulation.KQ_EV_ADD,
-            ev_delete=_emulation.KQ_EV_DELETE,
-            ev_clear=_emulation.KQ_EV_CLEAR,
-            ev_eof=_emulation.KQ_EV_EOF,
-            ev_error=_emulation.KQ_EV_ERROR,
-            note_trigger=_emulation.KQ_NOTE_TRIGGER,
-            emulated=True,
-        )
+        kqueue = emu.EmulatedKqueue
+        return _api_of(emu, kqueue, emu.KQ_FILTER_USER, emu.KQ_NOTE_TRIGGER, emulated=True)
     raise OSError(errno.ENOSYS, "no select.kqueue, and no epoll to emulate it over")
+
+
+def _api_of(
+    names: Any,
+    kqueue: Callable[[], KqueueLike],
+    filter_user: int | None,
+    note_trigger: int,
+    *,
+    emulated: bool,
+) -> KqueueAPI:
+    """The API from a namespace with ``select``'s ``kevent`` and ``KQ_*`` names."""
+    return KqueueAPI(
+        kqueue=kqueue,
+        kevent=names.kevent,
+        filter_read=names.KQ_FILTER_READ,
+        filter_write=names.KQ_FILTER_WRITE,
+        filter_user=filter_user,
+        ev_add=names.KQ_EV_ADD,
+        ev_delete=names.KQ_EV_DELETE,
+        ev_clear=names.KQ_EV_CLEAR,
+        ev_eof=names.KQ_EV_EOF,
+        ev_error=names.KQ_EV_ERROR,
+        note_trigger=note_trigger,
+        emulated=emulated,
+    )
 
 
 def without_user_events(api: KqueueAPI) -> KqueueAPI:
@@ -160,94 +166,33 @@ def without_user_events(api: KqueueAPI) -> KqueueAPI:
     return replace(api, filter_user=None)
 
 
-class _Waker(Protocol):
-    """An interrupt source: the kevent it shows up as, and how to use it."""
-
-    key: tuple[int, int]  # (ident, filter) of the event that means "wake up"
-
-    def signal(self) -> None: ...
-    def consume(self) -> None: ...
-    def close(self) -> None: ...
-
-
-@final
-class _UserEventWaker:
-    """``EVFILT_USER`` ident 0 behind an armed flag (2.7.2)."""
-
-    def __init__(self, kq: KqueueLike, api: KqueueAPI, user_filter: int) -> None:
-        kq.control([api.kevent(_WAKE_IDENT, user_filter, api.ev_add | api.ev_clear)], 0)
-        self.key = (_WAKE_IDENT, user_filter)
-        self._trigger = api.kevent(_WAKE_IDENT, user_filter, 0, api.note_trigger)
-        self._kq = kq
-        self._lock = threading.Lock()
-        self._armed = False  # guarded by _lock
-        self._closed = False  # guarded by _lock
-
-    def signal(self) -> None:
-        with self._lock:
-            if self._armed or self._closed:
-                return
-            self._armed = True
-            try:
-                self._kq.control([self._trigger], 0)
-            except BaseException:
-                self._armed = False
-                raise
-
-    def consume(self) -> None:
-        # EV_CLEAR already reset the event when it was reported.
-        with self._lock:
-            self._armed = False
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-
-
-@final
-class _PipeWaker:
-    """The fallback: a self-pipe watched for READ.
-
-    ``EV_CLEAR`` is enough: the armed flag means a byte is only ever written
-    into an empty pipe, and every such write is a fresh edge.
-    """
-
-    def __init__(self, kq: KqueueLike, api: KqueueAPI) -> None:
-        self._pipe = SelfPipe()
-        try:
-            flags = api.ev_add | api.ev_clear
-            kq.control([api.kevent(self._pipe.read_fd, api.filter_read, flags)], 0)
-        except BaseException:
-            self._pipe.close()
-            raise
-        self.key = (self._pipe.read_fd, api.filter_read)
-
-    def signal(self) -> None:
-        self._pipe.signal()
-
-    def consume(self) -> None:
-        self._pipe.consume()
-
-    def close(self) -> None:
-        self._pipe.close()
-
-
-def _make_waker(kq: KqueueLike, api: KqueueAPI) -> _Waker:
+def _make_waker(kq: KqueueLike, api: KqueueAPI) -> tuple[Waker, tuple[int, int]]:
+    """The interrupt source and the ``(ident, filter)`` it is reported as."""
+    flags = api.ev_add | api.ev_clear
     if api.filter_user is not None:
         try:
-            return _UserEventWaker(kq, api, api.filter_user)
+            kq.control([api.kevent(_WAKE_IDENT, api.filter_user, flags)], 0)
         except OSError:
-            pass  # kernel without EVFILT_USER: fall back (2.7.6)
-    return _PipeWaker(kq, api)
+            pass  # kernel without EVFILT_USER: fall back to a self-pipe
+        else:
+            trigger = [api.kevent(_WAKE_IDENT, api.filter_user, 0, api.note_trigger)]
+            return UserEventWaker(lambda: kq.control(trigger, 0)), (_WAKE_IDENT, api.filter_user)
+    # EV_CLEAR is enough for the pipe: the armed flag means a byte is only
+    # ever written into an empty pipe, and every such write is a fresh edge.
+    pipe = PipeWaker()
+    try:
+        kq.control([api.kevent(pipe.fd, api.filter_read, flags)], 0)
+    except BaseException:
+        pipe.close()
+        raise
+    return pipe, (pipe.fd, api.filter_read)
 
 
 @final
-class KqueueReactor:
+class KqueueReactor(ReactorBase):
     """An edge-triggered kqueue reactor.
 
-    Thread safety: :meth:`wait` is called by one thread at a time; every
-    other method may be called from any thread.  :meth:`close` must not race
-    a :meth:`wait` in progress.
+    Thread safety: as :class:`~._base.ReactorBase`.
     """
 
     name: ClassVar[str] = "kqueue"
@@ -264,45 +209,31 @@ class KqueueReactor:
         self._kq = api.kqueue()
         try:
             # CPython creates it close-on-exec already; upstream sets it
-            # explicitly (3.2.1), and so do we in case that ever changes.
+            # explicitly, and so do we in case that ever changes.
             os.set_inheritable(self._kq.fileno(), False)
-            self._waker = _make_waker(self._kq, api)
+            waker, self._wake_key = _make_waker(self._kq, api)
         except BaseException:
             self._kq.close()
             raise
+        super().__init__(waker)
         self._fd_filters = (api.filter_read, api.filter_write)
-        # Filter -> bits, then flag -> extra bits: the event mapping of 3.2.4,
-        # with EOF waking both directions like a hang-up everywhere else.
+        # Filter -> bits, then flags -> extra bits, with EOF waking both
+        # directions like a hang-up everywhere else.
         self._filter_bits = {api.filter_read: READ, api.filter_write: WRITE}
-        self._flag_bits = ((api.ev_error, ERROR), (api.ev_eof, HANGUP | READ | WRITE))
-        self._lock = threading.Lock()
-        self._targets: dict[int, ReadinessTarget] = {}  # guarded by _lock
-        self._closed = False  # guarded by _lock
+        self._flag_bits = BitTable(((api.ev_error, ERROR), (api.ev_eof, HANGUP | READ | WRITE)))
 
-    def register(self, fd: int, target: ReadinessTarget) -> None:
-        """Add READ and WRITE filters (``EV_ADD | EV_CLEAR``) for ``fd``.
-
-        :raises OSError: when kqueue refuses (``EBADF`` for a bad fd); any
-            filter already added is removed again.
-        :raises ValueError: when the reactor is closed.
-        """
+    def _watch(self, fd: int) -> None:
+        # Raises OSError (EBADF for a bad fd) after removing any filter
+        # already added.
         flags = self._api.ev_add | self._api.ev_clear
         changes = [self._api.kevent(fd, filt, flags) for filt in self._fd_filters]
-        with self._lock:
-            try:
-                self._kq.control(changes, 0)
-            except BaseException:
-                self._delete_filters(fd)
-                raise
-            self._targets[fd] = target
+        try:
+            self._kq.control(changes, 0)
+        except BaseException:
+            self._unwatch(fd)
+            raise
 
-    def deregister(self, fd: int) -> None:
-        """Delete both filters of ``fd``; errors are ignored."""
-        with self._lock:
-            self._targets.pop(fd, None)
-            self._delete_filters(fd)
-
-    def _delete_filters(self, fd: int) -> None:
+    def _unwatch(self, fd: int) -> bool:
         # One call per filter: a failing change stops kevent() from applying
         # the ones after it.
         for filt in self._fd_filters:
@@ -310,56 +241,29 @@ class KqueueReactor:
                 self._kq.control([self._api.kevent(fd, filt, self._api.ev_delete)], 0)
             except (OSError, ValueError):
                 pass
+        return False
 
-    def interest_changed(self) -> None:
-        """Do nothing: both filters stay registered all the time."""
-
-    def interrupt(self) -> None:
-        """Make the current or next :meth:`wait` return; a no-op once closed.
-
-        :raises OSError: when the trigger fails; the armed flag is reset.
-        """
-        self._waker.signal()
+    def _release(self) -> None:
+        self._kq.close()
 
     def wait(self, timeout: float | None) -> list[tuple[ReadinessTarget, int]]:
-        """Run one kqueue pass (see :meth:`Reactor.wait`).
-
-        :param timeout: seconds; ``None`` blocks, negative counts as 0, long
-            ones are clamped.
-        :raises ValueError: when the reactor is closed.
-        """
+        """Run one kqueue pass (see :meth:`Reactor.wait`); ``ValueError`` once closed."""
         try:
             events: list[KeventLike] = self._kq.control(None, _MAX_EVENTS, os_wait_timeout(timeout))
         except InterruptedError:
             return []
         bits_by_fd: dict[int, int] = {}
         woken = False
+        wake_key, filter_bits, flag_bits = self._wake_key, self._filter_bits, self._flag_bits
+        ev_eof = self._api.ev_eof
         for ev in events:
-            if (ev.ident, ev.filter) == self._waker.key:
+            if (ev.ident, ev.filter) == wake_key:
                 woken = True
                 continue
-            bits = self._filter_bits.get(ev.filter, 0)
-            for flag, extra in self._flag_bits:
-                if ev.flags & flag:
-                    bits |= extra
-            if ev.flags & self._api.ev_eof and ev.fflags:
+            bits = filter_bits.get(ev.filter, 0) | flag_bits[ev.flags]
+            if ev.flags & ev_eof and ev.fflags:
                 bits |= ERROR  # the socket error travels in fflags
             bits_by_fd[ev.ident] = bits_by_fd.get(ev.ident, 0) | bits
         if woken:
             self._waker.consume()
-        with self._lock:
-            return [
-                (target, bits)
-                for fd, bits in bits_by_fd.items()
-                if (target := self._targets.get(fd)) is not None
-            ]
-
-    def close(self) -> None:
-        """Close the kqueue and the interrupt source.  Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._targets.clear()
-            self._waker.close()
-            self._kq.close()
+        return self._lookup(bits_by_fd.items(), SAME)

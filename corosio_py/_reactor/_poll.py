@@ -12,7 +12,11 @@ Facts about poll
 
 What this means for corosio_py
 ------------------------------
-* Everything but the OS call lives in :mod:`._level`.
+* Everything but the OS call lives in :mod:`._level` and
+  :class:`~._base.ReactorBase`.
+* Known limit: every pass asks every registered target what it wants and
+  hands the kernel every watched fd (see :mod:`._level`), so a pass costs
+  time in the number of connections, not the number that are ready.
 * Hang-up maps to READ | WRITE and error to ERROR | READ | WRITE, so parked
   operations retry and see EOF or the error; ``POLLNVAL`` is ignored (the fd
   is gone from the next snapshot because it was deregistered before close).
@@ -24,29 +28,23 @@ import math
 import select
 from typing import ClassVar, Final, final
 
-from ._base import ERROR, HANGUP, READ, WRITE
+from ._bits import ERROR, HANGUP, READ, WRITE, BitTable
 from ._level import LevelTriggeredReactor
 
 #: What to ask poll for, per direction wanted.
-_REQUEST_MAP: Final = ((READ, select.POLLIN), (WRITE, select.POLLOUT))
+_REQUEST: Final = BitTable(((READ, select.POLLIN), (WRITE, select.POLLOUT)))
 
-#: How each poll bit translates (POLLNVAL deliberately absent).
-_RESULT_MAP: Final = (
-    (select.POLLIN, READ),
-    (select.POLLPRI, READ),
-    (select.POLLOUT, WRITE),
-    (select.POLLERR, ERROR | READ | WRITE),
-    (select.POLLHUP, HANGUP | READ | WRITE),
+#: How each poll bit translates (POLLNVAL deliberately absent: it maps to
+#: nothing, and the harvest drops an event with no bits).
+_RESULT: Final = BitTable(
+    (
+        (select.POLLIN, READ),
+        (select.POLLPRI, READ),
+        (select.POLLOUT, WRITE),
+        (select.POLLERR, ERROR | READ | WRITE),
+        (select.POLLHUP, HANGUP | READ | WRITE),
+    )
 )
-
-
-def _translate(mask: int, table: tuple[tuple[int, int], ...]) -> int:
-    """OR together the right-hand side of every row whose left bit is set."""
-    out = 0
-    for bit, mapped in table:
-        if mask & bit:
-            out |= mapped
-    return out
 
 
 @final
@@ -58,6 +56,7 @@ class PollReactor(LevelTriggeredReactor):
     """
 
     name: ClassVar[str] = "poll"
+    result_bits: ClassVar[BitTable] = _RESULT
 
     def __init__(self) -> None:
         """Create the self-pipe and the poll object."""
@@ -66,7 +65,7 @@ class PollReactor(LevelTriggeredReactor):
         self._polled: dict[int, int] = {}  # reactor thread only: fd -> mask
 
     def _os_wait(self, watch: dict[int, int], timeout: float | None) -> list[tuple[int, int]]:
-        wanted = {fd: _translate(bits, _REQUEST_MAP) for fd, bits in watch.items()}
+        wanted = {fd: _REQUEST[bits] for fd, bits in watch.items()}
         for fd in self._polled.keys() - wanted.keys():
             self._poller.unregister(fd)
         for fd, mask in wanted.items():
@@ -74,5 +73,4 @@ class PollReactor(LevelTriggeredReactor):
                 self._poller.register(fd, mask)
         self._polled = wanted
         ms = None if timeout is None else math.ceil(timeout * 1000)
-        events = self._poller.poll(ms)
-        return [(fd, bits) for fd, mask in events if (bits := _translate(mask, _RESULT_MAP))]
+        return self._poller.poll(ms)

@@ -12,11 +12,15 @@ Facts about select
 
 What this means for corosio_py
 ------------------------------
-* Everything but the OS call lives in :mod:`._level`; ``fd_limit`` makes
-  ``register`` refuse fds the call could not watch with ``OSError(EINVAL)``: an accepted
-  connection beyond the limit is
-  closed and that accept fails, and a server's accept loop backs off
-  instead of dying on a ``ValueError``.
+* Everything but the OS call lives in :mod:`._level` and
+  :class:`~._base.ReactorBase`.
+* Known limit: fds at or above ``FD_SETSIZE`` cannot be watched at all.
+  ``fd_limit`` makes ``register`` refuse them with ``OSError(EINVAL)``: an
+  accepted connection beyond the limit is closed and that accept fails, and
+  a server's accept loop backs off instead of dying on a ``ValueError``.
+  Use the poll backend where more fds are needed.
+* Known limit: like poll, every pass asks every registered target and
+  hands the kernel every watched fd (see :mod:`._level`).
 * ``EBADF`` ends the pass with nothing to report: the fd was deregistered
   and closed after the snapshot, and the next pass rebuilds the sets
   without it.
@@ -27,9 +31,10 @@ from __future__ import annotations
 
 import errno
 import select
+from collections.abc import Iterable
 from typing import ClassVar, Final, final
 
-from ._base import ERROR, READ, WRITE
+from ._bits import ERROR, READ, SAME, WRITE, BitTable
 from ._level import LevelTriggeredReactor
 
 #: ``FD_SETSIZE`` on Linux and macOS (CPython does not export it).
@@ -45,8 +50,9 @@ class SelectReactor(LevelTriggeredReactor):
 
     name: ClassVar[str] = "select"
     fd_limit: ClassVar[int] = _FD_SETSIZE
+    result_bits: ClassVar[BitTable] = SAME
 
-    def _os_wait(self, watch: dict[int, int], timeout: float | None) -> list[tuple[int, int]]:
+    def _os_wait(self, watch: dict[int, int], timeout: float | None) -> Iterable[tuple[int, int]]:
         readers = [fd for fd, bits in watch.items() if bits & READ]
         writers = [fd for fd, bits in watch.items() if bits & WRITE]
         try:
@@ -59,4 +65,4 @@ class SelectReactor(LevelTriggeredReactor):
         for fds, bit in ((rset, READ), (wset, WRITE), (xset, ERROR)):
             for fd in fds:
                 bits_by_fd[fd] = bits_by_fd.get(fd, 0) | bit
-        return list(bits_by_fd.items())
+        return bits_by_fd.items()

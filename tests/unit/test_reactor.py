@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 import pytest
+from thread_helpers import JOIN, start
 
 from corosio_py._reactor import (
     ERROR,
@@ -632,6 +633,133 @@ def test_close_releases_every_fd(name: str) -> None:
     finally:
         a.close()
         b.close()
+
+
+# -- the shared parts: the bit table, the wake-ups, the reactor base ----------
+
+
+def test_bit_table_ors_matching_rows_and_memoises() -> None:
+    from corosio_py._reactor._bits import SAME, BitTable
+
+    table = BitTable(((0x1, READ), (0x2, READ | ERROR), (0x4, WRITE)))
+    assert table[0] == 0
+    assert table[0x1] == READ
+    assert table[0x3] == READ | ERROR
+    assert table[0x7 | 0x100] == READ | ERROR | WRITE  # unknown bits ignored
+    assert 0x3 in table  # stored: the next lookup is a plain dict probe
+    for bits in (0, READ, WRITE, ERROR, READ | WRITE | ERROR):
+        assert SAME[bits] == bits
+
+
+class _Trigger:
+    """A stand-in for a kqueue user-event trigger: counts, or refuses."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.refuse = False
+
+    def __call__(self) -> None:
+        if self.refuse:
+            raise OSError(errno.EIO, "refused")
+        self.calls += 1
+
+
+def _waker_kinds() -> list[str]:
+    kinds = ["pipe", "user"]
+    if sys.platform == "linux":
+        kinds.append("eventfd")
+    return kinds
+
+
+@contextlib.contextmanager
+def monkeypatch_os_refusals() -> Iterator[None]:
+    """Make the eventfd and pipe writes fail with EIO, like a refused trigger."""
+
+    def refuse(*args: object) -> None:
+        raise OSError(errno.EIO, "refused")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "write", refuse)
+        if hasattr(os, "eventfd_write"):
+            patch.setattr(os, "eventfd_write", refuse)
+        yield
+
+
+@pytest.mark.parametrize("kind", _waker_kinds())
+def test_waker_is_idempotent_sticky_and_never_stuck(kind: str) -> None:
+    from corosio_py._reactor import _wake
+
+    trigger = _Trigger()
+    waker: _wake.Waker
+    if kind == "pipe":
+        waker = _wake.PipeWaker()
+    elif kind == "user":
+        waker = _wake.UserEventWaker(trigger)
+    else:
+        assert sys.platform == "linux"
+        waker = _wake.EventFdWaker()
+
+    def pending() -> bool:
+        if kind == "user":
+            return trigger.calls > 0
+        return bool(select.select([waker.fd], [], [], 0)[0])
+
+    try:
+        assert (waker.fd == -1) == (kind == "user")
+        for _ in range(3):
+            waker.signal()
+        assert pending()
+        if kind == "user":
+            assert trigger.calls == 1  # a burst costs one trigger
+        waker.consume()
+        trigger.calls = 0
+        assert not pending()
+        trigger.refuse = True
+        with monkeypatch_os_refusals(), pytest.raises(OSError, match="refused"):
+            waker.signal()
+        trigger.refuse = False
+        waker.signal()  # the failed signal left it disarmed
+        assert pending()
+    finally:
+        waker.close()
+    waker.close()
+    trigger.calls = 0
+    waker.signal()  # a no-op once closed
+    waker.consume()
+    assert trigger.calls == 0
+
+
+def test_register_after_close_is_refused_and_deregister_ignored(reactor: Reactor) -> None:
+    a, b = socket.socketpair()
+    try:
+        reactor.register(b.fileno(), Target())
+        reactor.close()
+        with pytest.raises(ValueError, match="closed"):
+            reactor.register(a.fileno(), Target())
+        reactor.deregister(b.fileno())
+        reactor.deregister(a.fileno())
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_interrupts_racing_close_never_raise(name: str) -> None:
+    reactor = create_reactor(name)
+    started = threading.Barrier(3, timeout=JOIN)
+
+    def hammer() -> None:
+        started.wait()
+        for _ in range(2000):
+            reactor.interrupt()
+            reactor.interest_changed()
+
+    runners = [start(hammer) for _ in range(2)]
+    started.wait()
+    reactor.wait(0)
+    reactor.close()
+    for runner in runners:
+        runner.finish()  # re-raises what interrupt() raised, if anything
 
 
 # -- kqueue: the interrupt fallback and the Linux emulation ----------------------
