@@ -238,9 +238,13 @@ class TLSStream(TLSEngine):
         :raises OSError: ``EBADF`` when closed; ``ConnectionResetError``, ...
         :raises Cancelled: when cancelled; nothing was consumed then.
         """
-        view = _writable(buffer)
+        if type(buffer) is memoryview and buffer.format == "B" and not buffer.readonly:
+            view = buffer  # the usual case, without the calls
+        else:
+            view = _writable(buffer)
         size = view.nbytes
-        _start_checks(stop_token)
+        if stop_token is not None:
+            _start_checks(stop_token)
         ssl_object = self._ssl
         incoming = self._incoming
         lock = self._lock
@@ -363,8 +367,9 @@ class TLSStream(TLSEngine):
         :raises Cancelled: when cancelled; nothing was encrypted then.
         """
         payload = plaintext(data, WRITE_CHUNK)
-        _start_checks(stop_token)
-        return await self._write(payload, stop_token)
+        if stop_token is not None:
+            _start_checks(stop_token)
+        return await self._write(payload, payload.nbytes, stop_token)
 
     async def write_all(self, data: Any, *, stop_token: StopToken | None = None) -> int:
         """Encrypt and send all of ``data`` (bytes-like or a list of them);
@@ -375,19 +380,27 @@ class TLSStream(TLSEngine):
         :raises Cancelled: when cancelled (some bytes may have been sent).
         :raises OSError: as :meth:`write_some`.
         """
-        view = plaintext(data, 1 << 62)
-        total = view.nbytes
-        _start_checks(stop_token)
+        if type(data) is bytes and len(data) <= WRITE_CHUNK:
+            view: Any = data  # the usual case: one write, no view
+            total = len(data)
+        else:
+            view = plaintext(data, 1 << 62)
+            total = view.nbytes
+        if stop_token is not None:
+            _start_checks(stop_token)
+        if total <= WRITE_CHUNK:
+            await self._write(view, total, stop_token)
+            return total
         sent = 0
-        while True:
-            chunk = view[sent : sent + WRITE_CHUNK] if sent or total > WRITE_CHUNK else view
-            sent += await self._write(chunk, stop_token)
-            if sent >= total:
-                return total
+        while sent < total:
+            chunk = view[sent : sent + WRITE_CHUNK]
+            sent += await self._write(chunk, chunk.nbytes, stop_token)
+        return total
 
-    async def _write(self, payload: memoryview, stop_token: StopToken | None) -> int:
-        """One write: take the send role, then :class:`SealedWrite` (after
-        the handshake, if it is not done yet)."""
+    async def _write(self, payload: Any, size: int, stop_token: StopToken | None) -> int:
+        """One write of ``payload`` (bytes or a byte view, ``size`` bytes, at
+        most :data:`WRITE_CHUNK`): take the send role, then
+        :class:`SealedWrite` (after the handshake, if it is not done yet)."""
         lock = self._lock
         role = self._send
         lock.acquire()  # not ``with``: the hot path (see _waiters)
@@ -396,7 +409,7 @@ class TLSStream(TLSEngine):
                 raise closed_error()
             if self._writing:
                 raise RuntimeError("another write is already pending on this TLS stream")
-            if not payload.nbytes:
+            if not size:
                 return 0
             self._writing = True
             held = role.try_take_locked()
@@ -435,24 +448,23 @@ class TLSStream(TLSEngine):
                 self._release_send()
                 await self._receive(seen, stop_token)
         finally:
-            self._end_write(op, held)
-
-    def _end_write(self, op: SealedWrite | None, held: bool) -> None:
-        """A write is over: requeue what it did not send, clear the pending
-        flag, give the send role up (one stretch of the lock)."""
-        lock = self._lock
-        after = None
-        lock.acquire()
-        try:
-            self._writing = False
-            if op is not None:
-                op.unsent_locked()
-            if held:
-                after = self._release_send_locked()
-        finally:
-            lock.release()
-        if after is not None:
-            self._hand_over(after)
+            # The write is over: requeue what it did not send, clear the
+            # pending flag, give the send role up, in one lock stretch.
+            after: Any = None
+            lock.acquire()
+            try:
+                self._writing = False
+                if op is not None:
+                    op.unsent_locked()
+                if held:
+                    if self._out or role.waiters:
+                        after = self._release_send_locked()
+                    else:
+                        role.busy = False  # free, nobody waiting: nothing to hand over
+            finally:
+                lock.release()
+            if after is not None:
+                self._hand_over(after)
 
     # ------------------------------------------------------------ shutdown
 
