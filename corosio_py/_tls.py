@@ -1,30 +1,11 @@
 """TLSStream: TLS over a connected stream socket, on ``ssl.MemoryBIO`` and
 ``ssl.SSLObject`` (never a blocking ``SSLSocket``).
 
-How the pieces fit
-------------------
-The stream owns one ``SSLObject`` and its two memory BIOs.  ``SSLObject`` is
-not thread-safe, and one read and one write may run at once on different
-threads, so every call into it (and into the BIOs) happens under
-``TLSStream._lock``, a plain ``threading.Lock`` that is never held across a
-wait on the socket.
-
-Ciphertext the ``SSLObject`` produces is moved, under the lock, from the
-outgoing BIO to ``_out`` (a list of chunks in stream order).  Only the
-holder of the *send* role (:mod:`corosio_py._tls_role`) writes to the
-wrapped socket, and it takes chunks from the front of ``_out``: records
-leave in the order they were made, whichever party made them (a write, a
-read answering a TLS 1.3 key update or a renegotiation, the handshake, the
-shutdown).  Only the holder of the *receive* role reads from the wrapped
-socket; ``_recv_count`` numbers the reads fed into the incoming BIO, so a
-party that waited for the role while another read fed the BIO retries its
-TLS call instead of reading again.
-
-Who flushes ``_out``: a write, before it encrypts; a read, a handshake or a
-shutdown before it waits for input (it takes the send role if it is free,
-else the holder sends what it finds before it lets go).  Output left when
-nobody is about to send it (a read that already has plaintext in hand, a
-write whose sending was cancelled) goes to a small background flusher task.
+This module holds the public stream and its operations (handshake, read,
+write, shutdown); :mod:`corosio_py._tls_engine` holds the state they share
+and the moves of ciphertext to and from the socket (how the lock and the
+roles fit together is told there), :mod:`corosio_py._tls_write` the final
+step of a write.
 
 Cancellation never loses data
 -----------------------------
@@ -33,70 +14,48 @@ Cancellation never loses data
   ``Cancelled`` consumed nothing: the bytes they do return go into the
   incoming BIO before anything else can happen) and flushes.  A record
   already decrypted is delivered; the cancel lands at the next suspension.
-* A write encrypts inside :meth:`_SealedWrite.start`, which the task driver
-  calls only once the write is certain to start (a pending cancel or a
-  stopped token stops it before): a write that raises ``Cancelled``
-  encrypted nothing.  Once its records exist they cannot be taken back, so
-  a cancel, a stop token or a timeout that arrives while they are being
-  sent completes the write with its count (the unsent records stay queued
-  and go out first, before anything else) and lands at the next
-  suspension.
+* A write encrypts inside :meth:`SealedWrite.start`, which the task driver
+  calls only once the write is certain to start: a write that raises
+  ``Cancelled`` encrypted nothing, and one whose records exist completes
+  with its count (see :mod:`corosio_py._tls_write`).
+
+The fast paths
+--------------
+A read whose plaintext is already decryptable takes the stream lock once; a
+read that has to wait takes it three times around the socket read, and a
+write three times around its system call.  A read skips the ``SSLObject``
+call that would only raise ``SSLWantReadError`` (see ``_dry``), and stops
+decrypting when nothing more is buffered instead of calling until it does.
 """
 
 from __future__ import annotations
 
-import logging
 import ssl
-import threading
 from typing import TYPE_CHECKING, Any, Final, cast, final
 
-from ._buffers import byte_view as _byte_view
 from ._buffers import view as _view
 from ._cancel import check_token
-from ._descriptor import MSG_NOSIGNAL, WOULD_BLOCK, Descriptor, WriteOp, closed_error
+from ._descriptor import closed_error
 from ._errors import Cancelled
 from ._handle import DescriptorHandle
-from ._tasks import spawn, yield_now
-from ._tls_role import Role, RoleWait
+from ._tasks import yield_now
+from ._tls_engine import TLSEngine, eof_error
+from ._tls_role import RoleWait
+from ._tls_write import WANT_READ, SealedWrite, plaintext
 
 if TYPE_CHECKING:
     from ._cancel import StopToken
-    from ._tasks import Task
 
 __all__ = ("TLSStream",)
 
-logger = logging.getLogger("corosio_py")
-
 #: Plaintext one ``write_some`` encrypts at most (16 records of 16 KiB).
 WRITE_CHUNK: Final = 256 * 1024
-#: The wrapped socket's read buffer starts at this size and doubles, up to
-#: ``RECV_MAX``, each time a read fills it (a bulk transfer reads big, an
-#: idle connection keeps a small buffer).
-RECV_FIRST: Final = 32 * 1024
-RECV_MAX: Final = 256 * 1024
 #: What a shutdown reads (and drops) at once while waiting for close_notify.
 _DISCARD: Final = 64 * 1024
 
 
-class _WantRead:
-    """The type of :data:`_WANT_READ`."""
-
-    __slots__ = ()
-
-
-#: ``_SealedWrite``'s result when the TLS layer needs input first (a
-#: handshake or a renegotiation in progress): nothing was encrypted.
-_WANT_READ: Final = _WantRead()
-
-
-def _eof_error() -> ssl.SSLEOFError:
-    return ssl.SSLEOFError(
-        ssl.SSL_ERROR_EOF, "the peer closed the connection without a TLS close_notify"
-    )
-
-
 @final
-class TLSStream:
+class TLSStream(TLSEngine):
     """TLS over a connected stream socket (``TCPSocket`` or ``LocalStreamSocket``).
 
     Configure it with a standard :class:`ssl.SSLContext`.  ``server_side``:
@@ -124,24 +83,7 @@ class TLSStream:
     thread at any time.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_next",
-        "_lock",
-        "_ssl",
-        "_incoming",
-        "_outgoing",
-        "_out",
-        "_send",
-        "_recv",
-        "_recv_count",
-        "_raw_eof",
-        "_rbuf",
-        "_reading",
-        "_writing",
-        "_closed",
-        "_shut",
-    )
+    __slots__ = ()
 
     def __init__(
         self,
@@ -169,29 +111,7 @@ class TLSStream:
             )
         if not server_side and server_hostname is None and context.check_hostname:
             raise ValueError("a client context with check_hostname needs server_hostname")
-        incoming = ssl.MemoryBIO()
-        outgoing = ssl.MemoryBIO()
-        self._ssl = context.wrap_bio(
-            incoming, outgoing, server_side=bool(server_side), server_hostname=server_hostname
-        )
-        self._next: Any = stream  # a DescriptorHandle with the stream surface
-        self._incoming = incoming  # (lock)
-        self._outgoing = outgoing  # (lock)
-        # Guards the SSLObject, both BIOs and every field below; never held
-        # across a wait on the socket.  Lock order: task lock, this lock,
-        # descriptor lock, scheduler lock.
-        self._lock = threading.Lock()
-        self._out: list[Any] = []  # ciphertext to send, in stream order (lock)
-        self._send = Role(self._lock)
-        self._recv = Role(self._lock)
-        self._recv_count = 0  # reads fed into the incoming BIO (lock)
-        self._raw_eof = False  # the wrapped socket reported EOF (lock)
-        # Used only by the receive role's holder (handed over under the lock).
-        self._rbuf: bytearray | None = None
-        self._reading = False  # a read_some is pending (lock)
-        self._writing = False  # a write_some is pending (lock)
-        self._closed = False  # (lock)
-        self._shut = False  # shutdown() completed (lock)
+        super().__init__(stream, context, bool(server_side), server_hostname)
 
     # ------------------------------------------------------------ properties
 
@@ -287,6 +207,7 @@ class TLSStream:
                     raise closed_error()
                 done = False
                 error: ssl.SSLError | None = None
+                self._dry = False
                 try:
                     ssl_object.do_handshake()
                     done = True
@@ -317,62 +238,92 @@ class TLSStream:
         :raises OSError: ``EBADF`` when closed; ``ConnectionResetError``, ...
         :raises Cancelled: when cancelled; nothing was consumed then.
         """
-        check_token(stop_token)
-        view = _writable(buffer)
+        if type(buffer) is memoryview and buffer.format == "B" and not buffer.readonly:
+            view = buffer  # the usual case, without the calls
+        else:
+            view = _writable(buffer)
         size = view.nbytes
-        _start_checks(stop_token)
-        with self._lock:
-            if self._closed:
-                raise closed_error()
-            if self._reading:
-                raise RuntimeError("another read is already pending on this TLS stream")
-            if not size:
-                return 0
-            self._reading = True
-        try:
-            return await self._read(view, size, stop_token)
-        finally:
-            with self._lock:
-                self._reading = False
-
-    async def _read(self, view: memoryview, size: int, stop_token: StopToken | None) -> int:
+        if stop_token is not None:
+            _start_checks(stop_token)
         ssl_object = self._ssl
-        while True:
-            with self._lock:
-                if self._closed:
-                    raise closed_error()
-                got = 0
-                eof = False
-                error: ssl.SSLError | None = None
+        incoming = self._incoming
+        lock = self._lock
+        reading = False  # this call set ``_reading``
+        after: Any = None  # what releasing the send role left to do
+        held = False  # the receive role, taken in the lock stretch
+        try:
+            while True:
+                lock.acquire()  # not ``with``: the hot path (see _waiters)
                 try:
-                    # Everything decryptable now, in one stretch that no
-                    # cancel can interrupt (see the module docstring).
-                    while got < size:
-                        count = cast(int, ssl_object.read(size - got, view[got:] if got else view))
-                        if not count:
+                    if self._closed:
+                        raise closed_error()
+                    if not reading:
+                        if self._reading:
+                            raise RuntimeError("another read is already pending on this TLS stream")
+                        if not size:
+                            return 0
+                        self._reading = reading = True
+                    got = 0
+                    eof = False
+                    error: ssl.SSLError | None = None
+                    if not self._dry:
+                        try:
+                            # Everything decryptable now, in one stretch that
+                            # no cancel can interrupt (see the module docstring).
+                            while True:
+                                count = cast(
+                                    int, ssl_object.read(size - got, view[got:] if got else view)
+                                )
+                                if not count:
+                                    eof = True
+                                    break
+                                got += count
+                                if got == size:
+                                    break
+                                if not incoming.pending and not ssl_object.pending():
+                                    self._dry = True  # a further call would want input
+                                    break
+                        except ssl.SSLWantReadError:
+                            self._dry = True
+                        except ssl.SSLZeroReturnError:
                             eof = True
-                            break
-                        got += count
-                except ssl.SSLWantReadError:
-                    pass
-                except ssl.SSLZeroReturnError:
-                    eof = True
-                except ssl.SSLError as exc:
-                    error = exc
-                seen, flush = self._step_done_locked()
-            if got or eof or error is not None:
-                if flush:
-                    # Plaintext (or the outcome) is in hand: no suspension
-                    # may come between it and the caller.
-                    self._release_send()
-                if got:
-                    return got
-                if error is not None:
+                        except ssl.SSLError as exc:
+                            error = exc
+                    outgoing = self._outgoing
+                    if outgoing.pending:
+                        self._out.append(outgoing.read())
+                    seen = self._recv_count
+                    flush = bool(self._out) and self._send.try_take_locked()
+                    if got or eof or error is not None:
+                        # Plaintext (or the outcome) is in hand: no
+                        # suspension may come between it and the caller.
+                        self._reading = reading = False
+                        after = self._release_send_locked() if flush else None
+                        if after is None:
+                            if got or error is None:
+                                return got
+                            raise error
+                    else:
+                        # Take the receive role now if it is free (no new
+                        # input can arrive before the read: nobody else reads).
+                        held = not flush and not self._raw_eof and self._recv.try_take_locked()
+                finally:
+                    lock.release()
+                if after is not None:  # the outcome is in hand (see above)
+                    self._hand_over(after)
+                    if got or error is None:
+                        return got
                     raise error
-                return 0
-            if flush:
-                await self._flush_and_release(stop_token)
-            await self._receive(seen, stop_token)
+                if flush:
+                    await self._flush_and_release(stop_token)
+                await self._receive(seen, stop_token, held)
+        finally:
+            if reading:
+                lock.acquire()
+                try:
+                    self._reading = False
+                finally:
+                    lock.release()
 
     async def read_exactly(self, n: int, *, stop_token: StopToken | None = None) -> bytes:
         """Read exactly ``n`` decrypted bytes.
@@ -415,62 +366,10 @@ class TLSStream:
         :raises OSError: ``EBADF`` when closed.
         :raises Cancelled: when cancelled; nothing was encrypted then.
         """
-        check_token(stop_token)
-        payload = _plaintext(data, WRITE_CHUNK)
-        _start_checks(stop_token)
-        with self._lock:
-            if self._closed:
-                raise closed_error()
-            if self._writing:
-                raise RuntimeError("another write is already pending on this TLS stream")
-            if not payload.nbytes:
-                return 0
-            self._writing = True
-        try:
-            return await self._write(payload, stop_token)
-        finally:
-            with self._lock:
-                self._writing = False
-
-    async def _write(self, payload: memoryview, stop_token: StopToken | None) -> int:
-        desc = self._next._desc
-        if desc is None:
-            raise closed_error()
-        role = self._send
-        while True:
-            with self._lock:
-                taken = role.try_take_locked()
-            if not taken:
-                await RoleWait(role, stop_token)
-            op: _SealedWrite | None = None
-            try:
-                # Records queued by others go first; a cancel here costs
-                # nothing (this write has not started).
-                await self._flush_held(stop_token)
-                op = _SealedWrite(self, desc, payload, stop_token)
-                try:
-                    result = await op
-                except Cancelled:
-                    # cancel()/close() of the stream (a task's cancel never
-                    # gets here once the records exist: see _SealedWrite).
-                    if not op.sealed or self._is_closed():
-                        raise
-                    return op.count
-                except OSError:
-                    op.view = None  # the connection failed: nothing to requeue
-                    raise
-                if result is not _WANT_READ:
-                    count: int = result
-                    return count
-                # The handshake (or a renegotiation) needs the peer first:
-                # send what it made, then wait for input without the role.
-                await self._flush_held(stop_token)
-                seen = op.seen
-            finally:
-                if op is not None:
-                    op.requeue_unsent()
-                self._release_send()
-            await self._receive(seen, stop_token)
+        payload = plaintext(data, WRITE_CHUNK)
+        if stop_token is not None:
+            _start_checks(stop_token)
+        return await self._write(payload, payload.nbytes, stop_token)
 
     async def write_all(self, data: Any, *, stop_token: StopToken | None = None) -> int:
         """Encrypt and send all of ``data`` (bytes-like or a list of them);
@@ -481,16 +380,91 @@ class TLSStream:
         :raises Cancelled: when cancelled (some bytes may have been sent).
         :raises OSError: as :meth:`write_some`.
         """
-        check_token(stop_token)
-        view = _plaintext(data, 1 << 62)
-        total = view.nbytes
-        if not total:
-            await self.write_some(b"", stop_token=stop_token)
-            return 0
+        if type(data) is bytes and len(data) <= WRITE_CHUNK:
+            view: Any = data  # the usual case: one write, no view
+            total = len(data)
+        else:
+            view = plaintext(data, 1 << 62)
+            total = view.nbytes
+        if stop_token is not None:
+            _start_checks(stop_token)
+        if total <= WRITE_CHUNK:
+            await self._write(view, total, stop_token)
+            return total
         sent = 0
         while sent < total:
-            sent += await self.write_some(view[sent:] if sent else view, stop_token=stop_token)
+            chunk = view[sent : sent + WRITE_CHUNK]
+            sent += await self._write(chunk, chunk.nbytes, stop_token)
         return total
+
+    async def _write(self, payload: Any, size: int, stop_token: StopToken | None) -> int:
+        """One write of ``payload`` (bytes or a byte view, ``size`` bytes, at
+        most :data:`WRITE_CHUNK`): take the send role, then
+        :class:`SealedWrite` (after the handshake, if it is not done yet)."""
+        lock = self._lock
+        role = self._send
+        lock.acquire()  # not ``with``: the hot path (see _waiters)
+        try:
+            if self._closed:
+                raise closed_error()
+            if self._writing:
+                raise RuntimeError("another write is already pending on this TLS stream")
+            if not size:
+                return 0
+            self._writing = True
+            held = role.try_take_locked()
+        finally:
+            lock.release()
+        op: SealedWrite | None = None
+        try:
+            desc = self._next._desc
+            if desc is None:
+                raise closed_error()
+            while True:
+                if not held:
+                    await RoleWait(role, stop_token)
+                    held = True
+                op = SealedWrite(self, desc, payload, stop_token)
+                try:
+                    result = await op
+                except Cancelled:
+                    # cancel()/close() of the stream (a task's cancel never
+                    # gets here once the records exist: see SealedWrite).
+                    if not op.sealed or self._is_closed():
+                        raise
+                    return op.count
+                except OSError:
+                    op.data = None  # the connection failed: nothing to requeue
+                    raise
+                if result is not WANT_READ:
+                    count: int = result
+                    return count
+                # The handshake (or a renegotiation) needs the peer first:
+                # send what it made, then wait for input without the role.
+                seen = op.seen
+                op = None
+                await self._flush_held(stop_token)
+                held = False
+                self._release_send()
+                await self._receive(seen, stop_token)
+        finally:
+            # The write is over: requeue what it did not send, clear the
+            # pending flag, give the send role up, in one lock stretch.
+            after: Any = None
+            lock.acquire()
+            try:
+                self._writing = False
+                if op is not None:
+                    op.unsent_locked()
+                if held:
+                    if self._out or role.waiters:
+                        after = self._release_send_locked()
+                    else:
+                        role.busy = False  # free, nobody waiting: nothing to hand over
+            finally:
+                lock.release()
+            if after is not None:
+                self._hand_over(after)
 
     # ------------------------------------------------------------ shutdown
 
@@ -516,6 +490,7 @@ class TLSStream:
                     return
                 done = again = let_reader = False
                 error: ssl.SSLError | None = None
+                self._dry = False
                 try:
                     if self._incoming.pending or ssl_object.pending():
                         # unwrap() would refuse application data; it belongs
@@ -534,7 +509,7 @@ class TLSStream:
                 except ssl.SSLZeroReturnError:
                     again = True  # the peer's close_notify: unwrap() completes now
                 except ssl.SSLError as exc:
-                    error = _eof_error() if self._raw_eof else exc
+                    error = eof_error() if self._raw_eof else exc
                 seen, flush = self._step_done_locked()
             await self._send_then_raise(flush, error, stop_token)
             if done:
@@ -544,220 +519,10 @@ class TLSStream:
             elif not again:
                 await self._receive(seen, stop_token)
 
-    # ------------------------------------------------------------ plumbing
-
-    def _is_closed(self) -> bool:
-        with self._lock:
-            return self._closed
-
-    def _take_output_locked(self) -> None:
-        """Move what the SSLObject wrote to the outgoing BIO onto ``_out``."""
-        outgoing = self._outgoing
-        if outgoing.pending:
-            self._out.append(outgoing.read())
-
-    def _step_done_locked(self) -> tuple[int, bool]:
-        """After a call into the SSLObject: queue its output; return the
-        read number a wait for input starts from, and whether this party
-        took the send role to flush the queue (it was free)."""
-        self._take_output_locked()
-        return self._recv_count, bool(self._out) and self._send.try_take_locked()
-
-    async def _send_then_raise(
-        self, flush: bool, error: BaseException | None, stop_token: StopToken | None
-    ) -> None:
-        """Flush (when this party took the send role), then raise ``error``
-        if there is one (the alert before it is sent on a best-effort basis)."""
-        if flush:
-            await self._flush_and_release(stop_token, best_effort=error is not None)
-        if error is not None:
-            raise error
-
-    def _release_send(self) -> None:
-        """Give the send role up; queued output nobody will send goes to a
-        background flusher, which keeps the role."""
-        with self._lock:
-            waiter = None
-            orphaned = bool(self._out) and not self._closed and not self._send.waiters
-            if not orphaned:
-                waiter = self._send.release_locked()
-        if waiter is not None:
-            waiter.granted()  # a write: it sends the queue first
-        elif orphaned:
-            try:
-                spawn(self._next.context, self._background_flush())
-            except RuntimeError:  # the context is closed: nothing will run
-                self._send.release()
-
-    async def _background_flush(self) -> None:
-        """Send queued output for nobody in particular (holds the send role)."""
-        try:
-            await self._flush_held(None)
-        except (Cancelled, OSError) as error:
-            logger.debug("TLSStream background flush on %r stopped: %r", self._next, error)
-        finally:
-            self._release_send()
-
-    async def _flush_and_release(
-        self, stop_token: StopToken | None, *, best_effort: bool = False
-    ) -> None:
-        """Send the queue, then give the send role up (the caller took it).
-
-        ``best_effort``: an alert before an error is raised; failing to
-        send it is not reported.
-        """
-        try:
-            await self._flush_held(stop_token)
-        except (OSError, Cancelled):
-            if not best_effort:
-                raise
-        finally:
-            self._release_send()
-
-    async def _flush_held(self, stop_token: StopToken | None) -> None:
-        """Send ``_out`` until it is empty (the caller holds the send role).
-
-        On any error the unsent chunks go back to the front of the queue
-        (a failed system call sent nothing; ``Cancelled`` sent nothing),
-        except after a connection error, which drops them: nobody can send
-        them any more.
-        """
-        next_layer = self._next
-        while True:
-            with self._lock:
-                self._take_output_locked()
-                chunks = self._out
-                if not chunks:
-                    return
-                self._out = []
-            try:
-                while chunks:
-                    sent = await next_layer.write_some(
-                        chunks[0] if len(chunks) == 1 else chunks, stop_token=stop_token
-                    )
-                    _consume(chunks, sent)
-            except Cancelled:
-                with self._lock:
-                    if not self._closed:
-                        self._out[:0] = chunks
-                raise
-
-    async def _receive(self, seen: int, stop_token: StopToken | None) -> None:
-        """Feed the incoming BIO with one read of the wrapped socket, unless
-        another party fed it since read number ``seen``.
-
-        :raises ssl.SSLEOFError: the TLS layer wants input after EOF.
-        """
-        role = self._recv
-        with self._lock:
-            if self._raw_eof:
-                raise _eof_error()
-            taken = role.try_take_locked()
-        if not taken:
-            await RoleWait(role, stop_token)
-        try:
-            with self._lock:
-                if self._recv_count != seen:
-                    return  # someone else's read brought input: retry first
-            buf = self._rbuf
-            if buf is None:
-                buf = self._rbuf = bytearray(RECV_FIRST)
-            count: int = await self._next.read_some(buf, stop_token=stop_token)
-            with self._lock:
-                if count:
-                    self._incoming.write(memoryview(buf)[:count])
-                else:
-                    self._incoming.write_eof()
-                    self._raw_eof = True
-                self._recv_count += 1
-            if count == len(buf) and count < RECV_MAX:
-                self._rbuf = bytearray(2 * count)
-        finally:
-            role.release()
-
     def __repr__(self) -> str:
         state = "closed" if self._is_closed() else "open"
         side = "server" if self._ssl.server_side else "client"
         return f"<TLSStream {side} {state} over {self._next!r}>"
-
-
-class _SealedWrite(WriteOp):
-    """The final step of a write: encrypt, then send the records.
-
-    ``start`` encrypts (under the stream lock) and sends from an offset,
-    parking on the wrapped socket's write slot until every record is out.
-    A cancel while parked completes it with its count (see the module
-    docstring); ``sent`` tells what left, and the rest is requeued.
-    """
-
-    __slots__ = ("stream", "payload", "count", "sealed", "seen", "view", "sent")
-
-    def __init__(
-        self, stream: TLSStream, desc: Descriptor, payload: Any, stop_token: StopToken | None
-    ) -> None:
-        self.stop_token = stop_token
-        self._awaited = True
-        self.desc = desc
-        self.task = None
-        self.gather = False
-        self.stream = stream
-        self.payload = payload
-        self.count = 0
-        self.sealed = False  # records were made (lock of the task running it)
-        self.seen = 0
-        self.view: memoryview | None = None
-        self.sent = 0  # bytes of ``view`` on the wire (desc.lock while parked)
-
-    def start(self, task: Task[Any]) -> object:
-        stream = self.stream
-        with stream._lock:
-            if stream._closed:
-                raise closed_error()
-            try:
-                self.count = stream._ssl.write(self.payload)
-            except ssl.SSLWantReadError:
-                self.seen = stream._recv_count
-                return _WANT_READ
-            self.sealed = True
-            stream._take_output_locked()
-            chunks, stream._out = stream._out, []
-        self.view = memoryview(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        return self.desc.start(self, task)
-
-    def attempt(self) -> object:
-        view = self.view
-        assert view is not None
-        sock = self.desc.sock
-        sent = self.sent
-        total = view.nbytes
-        try:
-            while sent < total:
-                sent += sock.send(view[sent:], MSG_NOSIGNAL)
-        except BlockingIOError:
-            return WOULD_BLOCK
-        finally:
-            self.sent = sent
-        return self.count
-
-    def cancel(self, task: Task[Any]) -> bool:
-        if self.task is not task or not self.desc.claim_op(self, task):
-            return False
-        # The records exist: the write happened.  Its count is delivered
-        # and the cancel stays pending for the task's next suspension.
-        task._sched.post_counted(task.wakeup(self.count, None))
-        return False
-
-    def requeue_unsent(self) -> None:
-        """Put what did not leave back at the front of the queue (the
-        sending is over: finished, cancelled or failed)."""
-        view = self.view
-        if view is None or self.sent >= view.nbytes:
-            return
-        rest = bytes(view[self.sent :])
-        stream = self.stream
-        with stream._lock:
-            if not stream._closed:
-                stream._out.insert(0, rest)
 
 
 # ---------------------------------------------------------------- helpers
@@ -781,45 +546,3 @@ def _writable(buffer: Any) -> memoryview:
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
     return view
-
-
-def _plaintext(data: Any, limit: int) -> memoryview:
-    """``data`` as one byte view, at most ``limit`` bytes of it (a list is
-    joined: its buffers become shared records); ``TypeError`` if it is not
-    bytes-like."""
-    if type(data) is list or type(data) is tuple:
-        try:
-            views = [_byte_view(item) for item in data]
-        except TypeError:
-            raise TypeError("write_some needs bytes-like objects in the list") from None
-        if len(views) == 1:
-            return views[0][:limit]
-        taken: list[memoryview] = []
-        room = limit
-        for view in views:
-            if room <= 0:
-                break
-            taken.append(view[:room] if view.nbytes > room else view)
-            room -= view.nbytes
-        return memoryview(b"".join(taken))
-    try:
-        view = _byte_view(data)
-    except TypeError:
-        raise TypeError(
-            f"write_some needs a bytes-like object, not {type(data).__name__}"
-        ) from None
-    return view if view.nbytes <= limit else view[:limit]
-
-
-def _consume(chunks: list[Any], count: int) -> None:
-    """Drop ``count`` sent bytes from the front of ``chunks``."""
-    while count:
-        head = chunks[0]
-        size = len(head) if not isinstance(head, memoryview) else head.nbytes
-        if count >= size:
-            count -= size
-            del chunks[0]
-        else:
-            chunks[0] = memoryview(head)[count:]
-            count = 0
-

@@ -295,6 +295,38 @@ def test_garbage_is_an_ssl_error(backend: str, certs: Certs) -> None:
     run(backend, main())
 
 
+def test_reads_use_plaintext_and_records_already_received(backend: str, certs: Certs) -> None:
+    """Several records that arrived in one segment, read through a buffer
+    smaller than a record: every byte comes without more input from the
+    peer (which sends nothing until it gets the reply)."""
+    records = [bytes([65 + i]) * (100 + i) for i in range(5)]
+    total = sum(map(len, records))
+
+    async def main() -> None:
+        client, server = await handshake_pair(
+            ctx_of_task(), certs.client_context(), certs.server_context()
+        )
+        try:
+            for record in records:  # all on the wire before the server reads
+                await client.write_all(record)
+            got = bytearray()
+            small = bytearray(7)
+            while len(got) < total // 2:
+                n = await server.read_some(small)
+                got += small[:n]
+            got += await read_all(server, total - len(got))
+            assert bytes(got) == b"".join(records)
+            await server.write_all(b"ok")
+            assert await client.read_exactly(2) == b"ok"
+            await client.write_all(b"more")  # input after the reads ran dry
+            assert await server.read_exactly(4) == b"more"
+        finally:
+            client.close()
+            server.close()
+
+    run(backend, main())
+
+
 def test_implicit_handshake(backend: str, certs: Certs) -> None:
     """read_some/write_some drive the handshake when it was not awaited."""
 
