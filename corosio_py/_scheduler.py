@@ -26,11 +26,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ._interrupt import blocking, off_thread
 from ._reactor import Reactor
 from ._timers import TimerQueue, TimerWaiter
+
+if TYPE_CHECKING:
+    from ._sleep import SleepSignal
 
 Handler = Callable[[], object]
 
@@ -101,6 +104,7 @@ class Frame:
         "licensed",
         "swept",
         "wake",
+        "reserve",
     )
 
     def __init__(self, sched: Scheduler, prev: Frame | None) -> None:
@@ -114,13 +118,19 @@ class Frame:
         # from the left without the lock, thieves from the right with it.
         self.inbox: deque[Handler] = deque()
         self.work = 0  # owner only: private change to the count, not yet published
+        # Owner only: units already in the global count that work_started
+        # may use without the lock (balanced by ``work``; see
+        # ThreadedScheduler.work_started).  Zeroed at every publish.
+        self.reserve = 0
         self.ran = 0  # owner writes; the watcher reads it unlocked (a progress hint)
         self.stolen = 0  # scheduler lock: private posts thieves took (and counted)
         self.sampled = -1  # scheduler lock: ``ran`` at the watcher's last look
         self.idle = False  # scheduler lock: waiting on ``wake``
         self.licensed = True  # scheduler lock: may take shared work (GIL mode)
         self.swept = False  # owner: this run* call made a reactor pass
-        self.wake: threading.Lock | None = None  # released by wakers, under the lock
+        # Released by wakers, under the lock; made at the first sleep (a lock
+        # under the GIL, a wake-up fd on a free-threaded build: _sleep.py).
+        self.wake: SleepSignal | None = None
 
 
 class _ThreadState(threading.local):

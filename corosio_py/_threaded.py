@@ -54,6 +54,7 @@ from ._scheduler import (
     pass_timeout,
     thread_state,
 )
+from ._sleep import FdSleepSignal, SleepSignal, new_sleep_signal
 from ._timers import TimerWaiter
 
 _monotonic = time.monotonic
@@ -65,6 +66,9 @@ BATCH: Final = 128
 #: Handlers a thread may run from its own private queue before it visits the
 #: lock again (to publish, give the reactor its turn and see a stop).
 PRIVATE_STREAK: Final = 256
+#: Units of outstanding work a frame counts globally in advance, so that
+#: parking operations takes the lock once per this many (work_started).
+WORK_RESERVE: Final = 32
 #: A frame that ran no handler for this long is "stuck" (the watcher's period).
 WATCH_INTERVAL: Final = 0.001
 #: The watcher's period while no frame is inside a handler (only a reactor
@@ -168,10 +172,31 @@ class ThreadedScheduler(Scheduler):
     def work_started(self) -> None:
         """Add one unit of outstanding work (a parked op, a timer).
 
-        Always counted globally, at once: a parked operation is visible to
-        the reactor on another thread as soon as it is parked, so its unit
-        must already be in the global count.
+        Counted globally at once: a parked operation is visible to the
+        reactor on another thread as soon as it is parked, so its unit must
+        already be in the global count.  From a thread of this scheduler the
+        unit usually comes from the frame's *reserve*: units added to the
+        global count in advance (``WORK_RESERVE`` at a time, balanced by a
+        negative private ``work``), so a park costs no lock visit -- one
+        taken per park was the most contended lock of a free-threaded
+        server.  The global count then over-states the work by the unused
+        reserve, which only delays a stop until the frame publishes (it
+        always does before it sleeps, polls or leaves), never hastens one.
         """
+        frame = thread_state.frame
+        if frame is not None and frame.sched is self:
+            if frame.reserve:
+                frame.reserve -= 1
+                frame.work += 1
+                return
+            self._lock.acquire()
+            try:
+                self._outstanding += 1 + WORK_RESERVE
+            finally:
+                self._lock.release()
+            frame.work -= WORK_RESERVE
+            frame.reserve = WORK_RESERVE
+            return
         self._lock.acquire()
         try:
             self._outstanding += 1
@@ -296,8 +321,7 @@ class ThreadedScheduler(Scheduler):
         """
         wake = frame.wake
         if wake is None:
-            wake = frame.wake = _allocate_lock()
-            wake.acquire()
+            wake = frame.wake = new_sleep_signal(self.gil)
         if frame.licensed:
             frame.licensed = False
             self._licensed -= 1
@@ -334,6 +358,7 @@ class ThreadedScheduler(Scheduler):
         Returns True when handlers became visible in the global queue.
         """
         work = frame.work - frame.stolen
+        frame.reserve = 0  # an unused reserve goes back with ``work``
         if work or frame.stolen:
             frame.work = frame.stolen = 0
             self._outstanding += work
@@ -487,7 +512,7 @@ class ThreadedScheduler(Scheduler):
             if self._closed:  # close() ran meanwhile: nothing may be queued
                 frame.queue.clear()
                 frame.inbox.clear()
-                frame.work = frame.stolen = 0
+                frame.work = frame.stolen = frame.reserve = 0
             published = self._publish_locked(frame)
             if frame.inbox:
                 # Already counted; back to the head, where they came from.
@@ -502,6 +527,8 @@ class ThreadedScheduler(Scheduler):
                 self._quiet.notify_all()
                 finish, self._on_quiet = self._on_quiet, None
         thread_state.frame = frame.prev
+        if isinstance(frame.wake, FdSleepSignal):
+            frame.wake.close()  # unlisted above: no waker can reach it now
         if finish is not None:
             finish()
 
@@ -789,7 +816,7 @@ class ThreadedScheduler(Scheduler):
         finish()
 
 
-def _poke_wake(wake: threading.Lock) -> None:
+def _poke_wake(wake: SleepSignal) -> None:
     """Ctrl-C pokes an idle main thread: make its wait return."""
     try:
         wake.release()
