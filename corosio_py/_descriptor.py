@@ -15,10 +15,11 @@ Slots and flags
 * ``read_ready`` / ``write_ready``: a readiness edge arrived while no op of
   that direction was parked.  An op that is about to park consumes the flag
   and retries its system call first, so an edge that arrives between a
-  failed attempt and the parking is never lost (3.8.3, 8.6).
+  failed attempt and the parking is never lost.
 * ``epoch``: bumped by ``cancel()`` and ``close()``.  An initiation records
   it and compares it when parking, so a cancel that lands between the failed
-  attempt and the parking is not lost (4.3.3 PORT DECISION).
+  attempt and the parking is not lost (upstream can lose it: a deliberate
+  departure, see docs/architecture.md).
 
 When a read may park without trying its system call
 -----------------------------------------------------
@@ -35,8 +36,8 @@ came with the last data would bring no further edge and the read would park
 forever.)  A local ``shutdown`` disables it too.  Level-triggered backends
 watch a parked read's fd, so a skipped attempt costs them nothing.
 
-Exactly once (4.2.2)
---------------------
+Exactly once
+------------
 Every system call on the fd runs under ``lock`` after checking ``fd >= 0``,
 so ``close()`` (which sets ``fd = -1`` under the lock before closing) never
 races a call on a reused fd number.  A parked op is completed by whoever takes
@@ -46,7 +47,7 @@ queued on the reactor thread's own queue), ``cancel``/``close``/a task cancel
 An op that never parks is delivered by its initiator, synchronously.
 
 Lock order: task lock -> ``Descriptor.lock`` -> reactor / scheduler locks.  No
-scheduler method is called while ``lock`` is held (8.13).
+scheduler method is called while ``lock`` is held (docs/concurrency.md).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ __all__ = (
 )
 
 #: Suppresses SIGPIPE per call where the platform has it (Linux, BSD); macOS
-#: relies on SO_NOSIGPIPE set when the socket is opened (3.11.4).
+#: relies on SO_NOSIGPIPE set when the socket is opened.
 MSG_NOSIGNAL: Final = getattr(socket, "MSG_NOSIGNAL", 0)
 #: Unix-domain sockets (absent on some non-POSIX builds).
 _AF_UNIX: Final = getattr(socket, "AF_UNIX", -1)
@@ -223,7 +224,7 @@ class WriteOp(DescriptorOp):
 
     def attempt(self) -> object:
         try:
-            # A send that returns 0 is a successful 0-byte write (3.8.4).
+            # A send that returns 0 is a successful 0-byte write.
             if self.gather:
                 return self.desc.sock.sendmsg(self.data, (), MSG_NOSIGNAL)
             return self.desc.sock.send(self.data, MSG_NOSIGNAL)
@@ -287,7 +288,7 @@ class ConnectOp(DescriptorOp):
                 if exc.errno in (errno.ENOTCONN, errno.EINVAL):
                     return WOULD_BLOCK  # still connecting
                 raise
-        # Connected: cache both endpoints (3.8.5), under desc.lock.
+        # Connected: cache both endpoints, under desc.lock.
         desc.local = self.decode(sock.getsockname())
         desc.remote = self.endpoint
         return None
@@ -415,10 +416,11 @@ class Descriptor:
     def start(self, op: DescriptorOp, task: Task[Any]) -> object:
         """Initiate ``op`` for ``task`` (the task driver holds the task lock).
 
-        Speculative system call first; on would-block, park (3.8.2-3.8.3).
+        Speculative system call first; on would-block, park.
         """
         write = op.write_direction
-        with self.lock:
+        self.lock.acquire()  # not ``with``: a hot path (docs/concurrency.md)
+        try:
             if self.fd < 0:
                 raise closed_error()
             if write:
@@ -442,19 +444,23 @@ class Descriptor:
             else:
                 self.read_busy = True
             epoch = self.epoch
+        finally:
+            self.lock.release()
         return self._park(op, task, write, epoch)
 
     def _park(self, op: DescriptorOp, task: Task[Any], write: bool, epoch: int) -> object:
         """Park ``op`` unless a cached edge, a cancel or a close says otherwise."""
         sched = self.sched
-        # The unit is counted before the op becomes visible (8.3), and
-        # outside the lock (no scheduler call under a descriptor lock).
+        # The unit is counted before the op becomes visible (a reactor on
+        # another thread may complete it at once), and outside the lock (no
+        # scheduler call under a descriptor lock).
         sched.work_started()
         parked = False
         consumed = False
         result: object = None
         error: BaseException | None = None
-        with self.lock:
+        self.lock.acquire()  # not ``with``: a hot path (docs/concurrency.md)
+        try:
             if self.fd < 0 or self.epoch != epoch:
                 # close() or cancel() ran since this initiation started.
                 error = Cancelled()
@@ -484,8 +490,10 @@ class Descriptor:
                     self.write_busy = False
                 else:
                     self.read_busy = False
+        finally:
+            self.lock.release()
         if parked:
-            # poll/select watch a direction only on demand (3.4.6): a write
+            # poll/select watch a direction only on demand: a write
             # op always adds WRITE; a read op adds READ only when the cached
             # flag was set (the fd was left out of the pass until now).
             if not self.edge and (write or consumed):
@@ -595,7 +603,7 @@ class Descriptor:
 
     def wants_read(self) -> bool:
         """Level-triggered backends: watch READ while a read op is parked or
-        no readiness is cached (3.4.6)."""
+        no readiness is cached."""
         with self.lock:
             return self.fd >= 0 and (self.read_op is not None or not self.read_ready)
 
@@ -608,12 +616,13 @@ class Descriptor:
     def on_ready(self, bits: int, out: deque[Callable[[], object]]) -> None:
         """A readiness report (reactor thread, no scheduler lock held).
 
-        Performs the parked ops' system calls under the lock (3.6) and
+        Performs the parked ops' system calls under the lock and
         appends their resumptions to ``out``; the op's unit of work moves to
         the queued resumption.  A report for a closed descriptor, or one that
         turns out to be spurious, only caches readiness.
         """
-        with self.lock:
+        self.lock.acquire()  # not ``with``: a hot path (docs/concurrency.md)
+        try:
             if self.fd < 0:
                 return
             if bits & (HANGUP | ERROR):
@@ -626,7 +635,7 @@ class Descriptor:
             ):
                 code = _socket_error(self.sock)
                 if code:
-                    # 3.11.2: the socket error completes every parked op; an
+                    # The socket error completes every parked op; an
                     # empty slot caches the readiness so the next op's own
                     # system call reports what is left (EOF, EPIPE).  A
                     # readiness wait completes normally: the fd is ready.
@@ -660,6 +669,8 @@ class Descriptor:
                     self.write_ready = True
                 else:
                     self._retry_parked_locked(wop, True, out)
+        finally:
+            self.lock.release()
 
     def _retry_parked_locked(
         self, op: DescriptorOp, write: bool, out: deque[Callable[[], object]]

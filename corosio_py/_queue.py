@@ -106,7 +106,7 @@ class Queue(Generic[T]):
         if stop_token is not None:
             refuse_if_stopped(stop_token)
         mutex = self._mutex
-        mutex.acquire()  # not ``with``: this is the hot path (see _waiters)
+        mutex.acquire()  # not ``with``: this is the hot path (docs/concurrency.md)
         try:
             if not self._getters and not 0 < self._maxsize <= len(self._items):
                 self._items.append(item)  # the common case, inline

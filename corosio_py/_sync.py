@@ -263,7 +263,7 @@ class Semaphore:
         if stop_token is not None:
             refuse_if_stopped(stop_token)
         mutex = self._mutex
-        mutex.acquire()  # not ``with``: this is the hot path (see _waiters)
+        mutex.acquire()  # not ``with``: this is the hot path (docs/concurrency.md)
         try:
             taken = self._take_locked()
         finally:

@@ -36,7 +36,7 @@ T = TypeVar("T")
 logger = logging.getLogger("corosio_py")
 
 #: Completions a task may consume inline in one resumption before it is
-#: re-queued: one busy socket must not starve the others (3.9).
+#: re-queued: one busy socket must not starve the others.
 INLINE_BUDGET = 16
 
 
@@ -271,7 +271,7 @@ class Task(Generic[T]):
         if token is not None:
             self._token = None
             token._source._unregister(id(self))
-        lock.acquire()  # not ``with``: the hot path (see _waiters)
+        lock.acquire()  # not ``with``: the hot path (docs/concurrency.md)
         try:
             coro = self._coro
             if coro is not None:
@@ -320,7 +320,7 @@ class Task(Generic[T]):
                 if yielded is _YIELD or yielded is None:
                     # A yield point: a pending cancel lands here; otherwise
                     # the task is re-queued with no outcome (_NOTHING).
-                    lock.acquire()  # not ``with``: the hot path (see _waiters)
+                    lock.acquire()  # not ``with``: the hot path (docs/concurrency.md)
                     try:
                         if self._take_request_locked():
                             exc = Cancelled()
@@ -335,7 +335,7 @@ class Task(Generic[T]):
                 if not isinstance(yielded, Operation):
                     exc = TypeError(f"a corosio_py task cannot await {type(yielded).__name__}")
                     continue
-                lock.acquire()  # not ``with``: the hot path (see _waiters)
+                lock.acquire()  # not ``with``: the hot path (docs/concurrency.md)
                 try:
                     if self._take_request_locked():
                         exc = Cancelled()  # the operation never starts

@@ -253,7 +253,7 @@ class TLSStream(TLSEngine):
         held = False  # the receive role, taken in the lock stretch
         try:
             while True:
-                lock.acquire()  # not ``with``: the hot path (see _waiters)
+                lock.acquire()  # not ``with``: the hot path (docs/concurrency.md)
                 try:
                     if self._closed:
                         raise closed_error()
@@ -403,7 +403,7 @@ class TLSStream(TLSEngine):
         :class:`SealedWrite` (after the handshake, if it is not done yet)."""
         lock = self._lock
         role = self._send
-        lock.acquire()  # not ``with``: the hot path (see _waiters)
+        lock.acquire()  # not ``with``: the hot path (docs/concurrency.md)
         try:
             if self._closed:
                 raise closed_error()

@@ -156,7 +156,7 @@ class TLSEngine:
         """Give the send role up; queued output nobody will send goes to a
         background flusher, which keeps the role."""
         lock = self._lock
-        lock.acquire()  # not ``with``: the hot path (see _waiters)
+        lock.acquire()  # not ``with``: the hot path (docs/concurrency.md)
         try:
             after = self._release_send_locked()
         finally:

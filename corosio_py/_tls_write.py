@@ -66,7 +66,7 @@ class SealedWrite(WriteOp):
     def start(self, task: Task[Any]) -> object:
         stream = self.stream
         lock = stream._lock
-        lock.acquire()  # not ``with``: the hot path (see _waiters)
+        lock.acquire()  # not ``with``: the hot path (docs/concurrency.md)
         try:
             if stream._closed:
                 raise closed_error()
