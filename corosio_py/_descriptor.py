@@ -16,10 +16,11 @@ Slots and flags
   that direction was parked.  An op that is about to park consumes the flag
   and retries its system call first, so an edge that arrives between a
   failed attempt and the parking is never lost.
-* ``epoch``: bumped by ``cancel()`` and ``close()``.  An initiation records
-  it and compares it when parking, so a cancel that lands between the failed
-  attempt and the parking is not lost (upstream can lose it: a deliberate
-  departure, see docs/architecture.md).
+* An initiation attempts, retries on a cached edge and parks in one hold of
+  the lock, so a ``cancel()`` or ``close()`` either comes before it (and the
+  op fails or is refused at once) or finds it parked and claims it: a cancel
+  can never fall between the failed attempt and the parking (upstream's
+  reactor ops could lose one there; a deliberate departure).
 
 When a read may park without trying its system call
 -----------------------------------------------------
@@ -359,7 +360,6 @@ class Descriptor:
         "write_busy",
         "read_ready",
         "write_ready",
-        "epoch",
         "drained",
         "hup",
         "local",
@@ -379,7 +379,6 @@ class Descriptor:
         self.write_busy = False  # (lock)
         self.read_ready = False  # (lock)
         self.write_ready = False  # (lock)
-        self.epoch = 0  # cancel epoch (lock)
         self.drained = False  # the last recv came back short, no edge since (lock)
         self.hup = False  # a hang-up or error was ever reported, or shut down (lock)
         self.local: Endpoint | None = None  # cached endpoints (lock)
@@ -416,10 +415,19 @@ class Descriptor:
     def start(self, op: DescriptorOp, task: Task[Any]) -> object:
         """Initiate ``op`` for ``task`` (the task driver holds the task lock).
 
-        Speculative system call first; on would-block, park.
+        Speculative system call first; on would-block, a readiness edge
+        cached meanwhile gets one retry, else the op parks -- all in one
+        hold of the lock, so no cancel or close can slip in between.  The
+        op's unit of work is counted before the op becomes visible (a
+        reactor on another thread may complete it at once); that usually
+        draws on the running frame's reserve, and when it takes the
+        scheduler lock the order (descriptor, then scheduler) is the
+        documented one.
         """
         write = op.write_direction
-        self.lock.acquire()  # not ``with``: a hot path (docs/concurrency.md)
+        consumed = False
+        lock = self.lock
+        lock.acquire()  # not ``with``: a hot path (docs/concurrency.md)
         try:
             if self.fd < 0:
                 raise closed_error()
@@ -429,81 +437,44 @@ class Descriptor:
             elif self.read_busy:
                 raise RuntimeError("another read or accept is already pending on this socket")
             result = WOULD_BLOCK if op.may_skip_attempt() else op.attempt()
-            if result is not WOULD_BLOCK:
+            if result is WOULD_BLOCK:
+                if write:
+                    if self.write_ready:
+                        self.write_ready = False
+                        consumed = True
+                        result = op.attempt()
+                elif self.read_ready:
+                    self.read_ready = False
+                    consumed = True
+                    result = op.attempt()
+            elif self.edge:
                 # Edge-triggered: the cached edge is stale now (the next park
                 # would retry in vain).  Level-triggered: keep it, clearing
                 # it would have to wake the reactor to watch the fd again.
-                if self.edge:
-                    if write:
-                        self.write_ready = False
-                    else:
-                        self.read_ready = False
-                return result
-            if write:
-                self.write_busy = True
-            else:
-                self.read_busy = True
-            epoch = self.epoch
-        finally:
-            self.lock.release()
-        return self._park(op, task, write, epoch)
-
-    def _park(self, op: DescriptorOp, task: Task[Any], write: bool, epoch: int) -> object:
-        """Park ``op`` unless a cached edge, a cancel or a close says otherwise."""
-        sched = self.sched
-        # The unit is counted before the op becomes visible (a reactor on
-        # another thread may complete it at once), and outside the lock (no
-        # scheduler call under a descriptor lock).
-        sched.work_started()
-        parked = False
-        consumed = False
-        result: object = None
-        error: BaseException | None = None
-        self.lock.acquire()  # not ``with``: a hot path (docs/concurrency.md)
-        try:
-            if self.fd < 0 or self.epoch != epoch:
-                # close() or cancel() ran since this initiation started.
-                error = Cancelled()
-            else:
-                try:
-                    result = WOULD_BLOCK
-                    if write:
-                        if self.write_ready:
-                            self.write_ready = False
-                            consumed = True
-                            result = op.attempt()
-                    elif self.read_ready:
-                        self.read_ready = False
-                        consumed = True
-                        result = op.attempt()
-                    if result is WOULD_BLOCK:
-                        op.task = task
-                        if write:
-                            self.write_op = op
-                        else:
-                            self.read_op = op
-                        parked = True
-                except BaseException as exc:
-                    error = exc
-            if not parked:
                 if write:
-                    self.write_busy = False
+                    self.write_ready = False
                 else:
-                    self.read_busy = False
+                    self.read_ready = False
+            if result is WOULD_BLOCK:
+                self.sched.work_started()
+                op.task = task
+                if write:
+                    self.write_busy = True
+                    self.write_op = op
+                else:
+                    self.read_busy = True
+                    self.read_op = op
         finally:
-            self.lock.release()
-        if parked:
-            # poll/select watch a direction only on demand: a write
-            # op always adds WRITE; a read op adds READ only when the cached
-            # flag was set (the fd was left out of the pass until now).
+            lock.release()
+        if result is WOULD_BLOCK:
             if not self.edge and (write or consumed):
+                # poll/select watch a direction only on demand: a parked write
+                # always adds WRITE; a read adds READ back only when the cached
+                # flag was consumed (the fd was left out of the pass until now).
                 self.reactor.interest_changed()
             return PENDING
-        sched.work_finished()
         if consumed and not self.edge and not write:
             self.reactor.interest_changed()  # read_ready went False: watch again
-        if error is not None:
-            raise error
         return result
 
     # ---------------------------------------------------------- cancellation
@@ -534,15 +505,12 @@ class Descriptor:
         return True
 
     def cancel_all(self) -> None:
-        """``cancel()``: every parked op completes with ``Cancelled``.
-
-        Bumping the epoch also cancels an initiation in progress on another
-        thread (it compares the epoch when it parks).
-        """
+        """``cancel()``: every parked op completes with ``Cancelled`` (an
+        initiation in progress on another thread holds the lock until it has
+        parked, so it is claimed here too)."""
         with self.lock:
             if self.fd < 0:
                 return
-            self.epoch += 1
             claimed = self._claim_all_locked()
         self._post_cancelled(claimed)
 
@@ -553,7 +521,6 @@ class Descriptor:
             if fd < 0:
                 return
             self.fd = -1
-            self.epoch += 1
             claimed = self._claim_all_locked()
             self.read_ready = self.write_ready = False
             self.local = self.remote = None
@@ -570,7 +537,6 @@ class Descriptor:
             if fd < 0:
                 return
             self.fd = -1
-            self.epoch += 1
             self._claim_all_locked()
             self.read_ready = self.write_ready = False
         try:

@@ -392,23 +392,27 @@ def test_precancel_accept(backend: str) -> None:
     run(backend, main)
 
 
-# ---------------------------------------------------------------- 4.3.3: cancel during initiation
+# ---------------------------------------------------------------- cancel during initiation
 
 
 class _InjectAtPark:
     """Scheduler proxy whose ``work_started`` (called by an initiation that
-    is about to park, between its failed attempt and the parking) runs
-    ``action`` once -- a cancel landing in exactly that window."""
+    is about to park, after its failed attempt) starts ``action`` once on
+    another thread -- a cancel landing in exactly that window.  The
+    initiation holds the descriptor lock until it has parked, so the cancel
+    waits for the lock and then finds the op parked and claims it."""
 
     def __init__(self, real: Any, action: Callable[[], object]) -> None:
         self._real = real
         self._action: Callable[[], object] | None = action
+        self.thread: threading.Thread | None = None
 
     def work_started(self) -> None:
         self._real.work_started()
         action, self._action = self._action, None
         if action is not None:
-            action()
+            self.thread = threading.Thread(target=action)
+            self.thread.start()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)

@@ -32,6 +32,7 @@ from tcp_helpers import (
 import corosio_py
 from corosio_py import Endpoint, IOContext, TCPAcceptor, TCPSocket
 from corosio_py._descriptor import Descriptor
+from corosio_py._ops import PENDING
 from corosio_py.testing import socket_pair
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
@@ -411,13 +412,15 @@ def test_write_eagain_parks_and_resumes(backend: str, monkeypatch: pytest.Monkey
     """
     total = 256 * 1024
     parks: list[bool] = []
-    real_park = Descriptor._park
+    real_start = Descriptor.start
 
-    def counting_park(self: Descriptor, op: Any, task: Any, write: bool, epoch: int) -> object:
-        parks.append(write)
-        return real_park(self, op, task, write, epoch)
+    def counting_start(self: Descriptor, op: Any, task: Any) -> object:
+        result = real_start(self, op, task)
+        if result is PENDING:
+            parks.append(op.write_direction)
+        return result
 
-    monkeypatch.setattr(Descriptor, "_park", counting_park)
+    monkeypatch.setattr(Descriptor, "start", counting_start)
 
     async def main() -> None:
         ctx = context()
