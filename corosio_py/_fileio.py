@@ -3,8 +3,8 @@
 The readiness APIs have nothing to say about regular files (epoll refuses
 them; poll and select call them always ready), so there is nothing to park
 on.  As upstream's POSIX file service does, every read and write runs on a
-helper thread (:func:`corosio_py._workers.submit`) and its result is handed
-back to the waiting task (:func:`corosio_py._handoff.completion_poster`).  A
+helper thread (:func:`corosio_py._workers.submit`) and that thread hands its
+result back to the waiting task (``post_counted``, safe from any thread).  A
 context's threads never block on a file read or write.
 
 Exactly once, and cancellation never loses data
@@ -49,7 +49,7 @@ from ._workers import submit
 
 if TYPE_CHECKING:
     from ._cancel import StopToken
-    from ._scheduler import Handler, Scheduler
+    from ._scheduler import Scheduler
     from ._tasks import Task
 
 __all__ = ("ANY", "READ", "WRITE", "FileOp", "OpenFile", "ReadyOp", "closed_file")
@@ -98,7 +98,7 @@ class OpenFile:
 
     Guarded by :attr:`lock`: ``fd``, ``users``, ``closing``, ``queued``,
     ``read_busy``, ``write_busy``, ``epoch``.  Set once in ``__init__``:
-    ``sched``, ``post``, ``readable``, ``writable``.  ``nowait`` is an
+    ``sched``, ``readable``, ``writable``.  ``nowait`` is an
     unlocked hint (see there).
     """
 
@@ -112,7 +112,6 @@ class OpenFile:
         "read_busy",
         "write_busy",
         "sched",
-        "post",
         "readable",
         "writable",
         "epoch",
@@ -122,7 +121,6 @@ class OpenFile:
     def __init__(
         self,
         sched: Scheduler,
-        post: Callable[[Handler], None],
         fd: int,
         readable: bool,
         writable: bool,
@@ -135,7 +133,6 @@ class OpenFile:
         self.read_busy = False  # a stream read is queued or running
         self.write_busy = False  # a stream write is queued or running
         self.sched = sched
-        self.post = post  # queues a resumption from a helper thread
         self.readable = readable
         self.writable = writable
         self.epoch = 0  # bumped by cancel() and close(): an initiation in progress is cancelled
@@ -378,7 +375,7 @@ class FileOp(Operation):
         file._leave()
         task = self.task
         assert task is not None
-        file.post(task.wakeup(result, error))
+        file.sched.post_counted(task.wakeup(result, error))
 
     def cancel(self, task: Task[Any]) -> bool:
         file = self.file

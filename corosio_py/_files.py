@@ -23,7 +23,6 @@ from ._cancel import check_token
 from ._context import IOContext
 from ._descriptor import FailedOp
 from ._fileio import ANY, READ, WRITE, FileOp, OpenFile, ReadyOp, closed_file
-from ._handoff import completion_poster
 
 if TYPE_CHECKING:
     from ._cancel import StopToken
@@ -192,13 +191,14 @@ class _FileHandle:
                 f"mode must be one of 'r', 'w', 'a', 'r+', 'w+', 'x', not {mode!r}"
             ) from None
         name = os.fspath(path)  # TypeError for anything else
-        post = completion_poster(self._ctx)  # RuntimeError once closed
+        if self._ctx._sched.closed:
+            raise RuntimeError("the IOContext is closed")
         self.close()
         fd = os.open(name, flags, 0o666)  # non-inheritable (PEP 446)
         try:
             if stat.S_ISDIR(os.fstat(fd).st_mode):
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
-            file = OpenFile(self._ctx._sched, post, fd, readable, writable)
+            file = OpenFile(self._ctx._sched, fd, readable, writable)
             # Tracked so that IOContext.close() closes it.
             self._ctx._track(file)
         except BaseException:

@@ -12,8 +12,7 @@ the signal number to the *wake-up fd* (``signal.set_wakeup_fd``).  While any
 set holds a signal, that fd is one end of a socket pair; a daemon thread,
 the *watcher*, reads the other end and hands each number to every set that
 holds it.  A set completes its waiting tasks (their resumptions queued with
-``post_counted``, or through the context's hand-off channel with
-``concurrency_hint=1``: :mod:`corosio_py._handoff`), or remembers the signal
+``post_counted``, which any thread may call), or remembers the signal
 for its next ``wait()`` when none is waiting.
 
 The Python-level handler installed for a held signal (:func:`_on_signal`)
@@ -59,12 +58,10 @@ from typing import TYPE_CHECKING, Any, Final, final
 from . import _interrupt
 from ._context import IOContext
 from ._errors import Cancelled
-from ._handoff import completion_poster
 from ._ops import PENDING, Operation
 
 if TYPE_CHECKING:
     from ._cancel import StopToken
-    from ._scheduler import Handler
     from ._tasks import Task
 
 __all__ = ("SignalSet",)
@@ -382,7 +379,6 @@ class SignalSet:
     __slots__ = (
         "__weakref__",
         "_ctx",
-        "_post",
         "_lock",
         "_signals",
         "_waiters",
@@ -403,7 +399,8 @@ class SignalSet:
             raise TypeError(f"SignalSet needs an IOContext, got {type(ctx).__name__}")
         numbers = [_check_signum(s) for s in signums]
         self._ctx = ctx
-        self._post = completion_poster(ctx)  # RuntimeError once closed
+        if ctx._sched.closed:
+            raise RuntimeError("the IOContext is closed")
         self._lock = threading.Lock()
         # Guarded by _lock (written under the hub lock too: hub lock first).
         self._signals: set[int] = set()
@@ -543,7 +540,7 @@ class SignalSet:
                 self._pending[signum] = None
                 return
             waiters, self._waiters = self._waiters, []
-        post: Callable[[Handler], None] = self._post
+        post = self._ctx._sched.post_counted
         for op in waiters:
             task = op.task
             assert task is not None

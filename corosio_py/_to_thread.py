@@ -32,11 +32,12 @@ async def to_thread(fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) ->
     cancel lands delivers its result, and the cancellation lands at the
     task's next suspension.
 
-    The pool is shared with :func:`resolve` and sized like asyncio's
-    default executor (``min(32, cpu_count + 4)`` threads); calls beyond
-    that wait for a free thread.  At interpreter exit it behaves like
-    asyncio's default executor too: idle threads end, but the exit waits
-    for a function that is still running.
+    The helper pool is shared with :func:`resolve` and the files: up to
+    ``min(32, cpu_count + 4)`` threads, started on demand; calls beyond that
+    wait for a free thread.  Its threads are daemon threads: a function
+    still running when the interpreter exits is abandoned -- neither
+    :func:`run` nor the exit waits for it, and it is stopped wherever it is
+    (its ``finally`` blocks do not run).  Await it if it must finish.
 
     :raises TypeError: when ``fn`` is not callable.
     :raises Cancelled: when the wait is cancelled.

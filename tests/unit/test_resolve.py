@@ -17,7 +17,7 @@ import pytest
 from tcp_helpers import context, run, until
 
 import corosio_py
-from corosio_py import Cancelled, Endpoint, IOContext, StopSource, TCPAcceptor, TCPSocket, _offload
+from corosio_py import Cancelled, Endpoint, IOContext, StopSource, TCPAcceptor, TCPSocket, _workers
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 
@@ -170,7 +170,7 @@ def _assert_no_late_completion(
     """Release the lookups, let their helper calls end, check they posted nothing."""
     resolver.release.set()
     assert resolver.finished.wait(10)
-    assert _offload.settle(10)  # every helper call handed back (or dropped)
+    assert _workers.settle(10)  # every helper call handed back (or dropped)
     assert errors == []
     if ctx is not None:
         assert ctx._sched.outstanding() == 0
