@@ -3,14 +3,14 @@
 An awaitable operation's ``__await__`` yields an :class:`Operation`; the task
 driver (``_tasks.Task``) then *initiates* it by calling :meth:`Operation.start`
 -- only after the coroutine has yielded, so no other thread can complete the
-operation and resume a coroutine that is still executing (upstream's behaviour
-3.8.8).
+operation and resume a coroutine that is still executing (as upstream's
+awaitables initiate in ``await_suspend``).
 
-Exactly-once completion (4.2.2): a parked operation is completed by whoever
-*claims* it under the lock that guards its slot -- the reactor (a result), a
-cancel (``Cancelled``), a close.  The claimer queues the task's resumption
-with :meth:`Scheduler.post_counted`, moving the operation's unit of
-outstanding work to the queued resumption.
+Exactly-once completion (docs/architecture.md, "Exactly once"): a parked
+operation is completed by whoever *claims* it under the lock that guards its
+slot -- the reactor (a result), a cancel (``Cancelled``), a close.  The
+claimer queues the task's resumption with :meth:`Scheduler.post_counted`,
+moving the operation's unit of outstanding work to the queued resumption.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ("SocketBase", "configure_socket", "new_socket", "not_connected")
 
-#: SO_NOSIGPIPE is not always exported by the socket module (3.11.4).
+#: SO_NOSIGPIPE is not always exported by the socket module (macOS has
+#: it as 0x1022 even then).
 _SO_NOSIGPIPE: Final[int | None] = getattr(
     socket, "SO_NOSIGPIPE", 0x1022 if sys.platform == "darwin" else None
 )
@@ -45,7 +46,7 @@ def configure_socket(sock: socket.socket) -> None:
     """Per-socket settings every opened or accepted socket gets.
 
     SO_NOSIGPIPE where the platform defines it: a failure fails the open or
-    accept (3.2.7), since without it a write to a reset peer would raise
+    accept, since without it a write to a reset peer would raise
     SIGPIPE.  Elsewhere writes pass MSG_NOSIGNAL instead.
     """
     if _SO_NOSIGPIPE is not None:

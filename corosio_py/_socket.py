@@ -40,7 +40,8 @@ def check_ip_family(family: object) -> socket.AddressFamily:
 def create_socket(
     family: object, *, v6only: bool, kind: int = socket.SOCK_STREAM
 ) -> socket.socket:
-    """A non-blocking, close-on-exec IP socket configured as 3.11.4-3.11.5 ask.
+    """A non-blocking, close-on-exec IP socket, SIGPIPE suppressed (see
+    :func:`~corosio_py._sockbase.configure_socket`).
 
     ``v6only`` is the IPV6_V6ONLY value for an AF_INET6 socket (plain
     sockets 1, acceptors 0 = dual-stack; best effort).
@@ -55,7 +56,7 @@ def create_socket(
         try:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
         except OSError:
-            pass  # best effort (3.11.5)
+            pass  # best effort: where the OS refuses it, its default stays
     return sock
 
 

@@ -38,7 +38,7 @@ class StreamSocket(SocketBase):
     def shutdown(self, how: int) -> None:
         """Shut down ``socket.SHUT_RD``, ``SHUT_WR`` or ``SHUT_RDWR``.
 
-        A no-op on a closed or never-opened socket (as upstream, 3.13.4).
+        A no-op on a closed or never-opened socket, as upstream's is.
         A parked read sees EOF after ``SHUT_RD``.
 
         :raises TypeError: for a ``how`` that is not an int.

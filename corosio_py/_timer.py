@@ -36,7 +36,8 @@ class _TimerWait(Operation):
             raise ValueError("the Timer belongs to another IOContext")
         self._task = task
         if self.deadline <= time.monotonic():
-            # Already expired: a yield point, never an inline completion (5.3.1).
+            # Already expired: still a yield point (other tasks get a turn and
+            # a pending cancel lands), never an inline completion.
             sched.post(task.wakeup(None, None))
             return PENDING
         if timer is not None:

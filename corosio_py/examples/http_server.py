@@ -36,7 +36,7 @@ a ``Content-Length`` that is not plain decimal digits (``+32``, ``3_2``,
 ``0x20``) or that appears more than once, even with equal values (RFC 9112
 6.3 lets a server reject those too, and one rule is simpler to trust);
 ``Content-Length`` together with ``Transfer-Encoding``; a
-``Transfer-Encoding`` whose last coding is not ``chunked`` (6.3: the length
+``Transfer-Encoding`` whose last coding is not ``chunked`` (RFC 9112 6.3: the length
 cannot be known); a malformed chunked body.  ``chunked`` bodies are decoded
 (trailer fields are checked and dropped); any other transfer coding before
 it gets ``501 Not Implemented``, an HTTP version other than 1.x ``505``.

@@ -178,7 +178,7 @@ NESTED_NODES = 400_000
 def test_nested_posts_stop_exactly_when_done(backend: str, stress: Stress) -> None:
     """Handlers post children from inside handlers (private queues); with no
     guard the context stops by itself exactly when the last one ran.  A
-    premature stop (work made visible before it is counted, invariant W2)
+    premature stop (work made visible before it is counted)
     leaves handlers unrun when every run() has returned."""
     st = stress
     total = scaled(NESTED_NODES)
@@ -238,7 +238,7 @@ def _nested_round(
         # node, so only a handful of handlers exist at any time and the
         # global count keeps coming back to 1 -- where publishing the
         # children before their count lets another thread stop the
-        # context early (W2, 2.11 finding 2).
+        # context early (docs/scheduler.md, "Outstanding work").
         roots = 1
         spine = 0
         nxt = 1
@@ -284,7 +284,7 @@ def _nested_round(
             twice = [i for i in range(m) if hits[i] > 1]
             st.fail(
                 f"every run() returned with {len(unrun)} of {m} handlers never run and "
-                f"{len(twice)} run more than once (premature stop? W2); debug={debug} "
+                f"{len(twice)} run more than once (premature stop?); debug={debug} "
                 f"threads={nthreads} outstanding={ctx._sched.outstanding()} "
                 f"first unrun={unrun[:10]}"
             )
@@ -755,7 +755,8 @@ def test_reactor_pass_exceptions_leave_context_usable(backend: str, stress: Stre
     """The reactor's wait raises at random (an injected fault) while tasks
     sleep on timers and ping-pong on sockets: each fault leaves exactly one
     run() call, the reactor role passes on (the sentinel goes back to the
-    queue, 2.11.1 PORT DECISION) and every task still finishes."""
+    queue; docs/scheduler.md, "A pass delivers everything before it
+    raises") and every task still finishes."""
     st = stress
     total = scaled(FAULT_ROUNDS)
     st.begin(total, 120, runners=4, tasks_per_round=16)

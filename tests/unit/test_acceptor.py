@@ -1,7 +1,7 @@
 """TCPAcceptor, on every backend.
 
 Ports the upstream acceptor catalogue and the
-acceptor items of reactor_paths (6.11), plus EMFILE handling (in a
+acceptor items of reactor_paths (``test/unit/reactor_paths.cpp``), plus EMFILE handling (in a
 subprocess with RLIMIT_NOFILE lowered) and accept churn.  Cancelling a
 pending accept is also covered in test_cancel_io.py.
 """

@@ -1,9 +1,10 @@
 """Cancellation of socket and acceptor operations, on every backend.
 
-Covers the cancellation items of the upstream socket and acceptor suites, precancel (6.9, TCP
-parts), the stop-token
-items of reactor_paths (6.11), the PORT DECISIONS of 4.3.3 (a cancel racing
-an initiation is not lost) and 4.4.3 (no stale pending cancel), and races
+Covers the cancellation items of the upstream socket and acceptor suites,
+precancel (upstream ``test/unit/precancel.cpp``, TCP parts), the stop-token
+items of reactor_paths (``test/unit/reactor_paths.cpp``), two rules of
+docs/architecture.md, "Parking" (a cancel racing an initiation is not lost;
+no cancel stays pending on the descriptor to hit the next operation), and races
 of cancel/close from foreign threads while four threads run the context.
 """
 
@@ -323,7 +324,7 @@ def test_a_stop_after_completion_does_not_cancel_the_next_operation(backend: str
     run(backend, main)
 
 
-# ---------------------------------------------------------------- precancel (6.9)
+# ------------------------------------------------ precancel (upstream precancel.cpp)
 
 
 def _stopped_token() -> Any:
@@ -392,7 +393,8 @@ def test_precancel_accept(backend: str) -> None:
     run(backend, main)
 
 
-# ---------------------------------------------------------------- cancel during initiation
+# ------------------------------------------------ cancel during initiation
+# (docs/architecture.md, "Parking")
 
 
 class _InjectAtPark:

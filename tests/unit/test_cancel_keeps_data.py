@@ -1,4 +1,4 @@
-"""Cancellation never loses data (the API contract, "Coroutines and tasks").
+"""Cancellation never loses data (docs/architecture.md, "Cancellation never loses data").
 
 When a stop token, ``Task.cancel()`` or ``timeout()`` fires after an
 operation already completed (bytes received or sent, a connection accepted,

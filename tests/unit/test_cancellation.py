@@ -1,9 +1,9 @@
 """Unit tests for cancellation: Task.cancel, stop tokens, timeout, gather,
 TaskGroup, and a property test of cancel-versus-complete races.
 
-Binding contract: the API contract "Coroutines and tasks"; upstream's behaviour (docs/scheduler.md)
-sections 4 (cancellation), 4.8 / 6.8 (timeouts) and 8.7 / 8.9 / 8.10
-(exactly-once, cancel semantics, stopped tokens).  Every test runs once per
+What they pin down: the docstrings of ``Task.cancel``, ``StopSource``,
+``timeout``, ``gather`` and ``TaskGroup``, and docs/architecture.md
+("Exactly once", "Cancellation never loses data").  Every test runs once per
 reactor backend; timing bounds are generous.
 """
 
@@ -613,7 +613,7 @@ def test_timeout_firing_while_running_leaks_nothing(backend: str) -> None:
 
 
 def test_timeout_armed_on_run_thread_counts_as_outstanding_work(backend: str) -> None:
-    """W1/W2: the deadline of a timeout entered on
+    """Counted before visible: the deadline of a timeout entered on
     a run thread is visible to the other thread's reactor at once, so its
     unit of work must be in the global count at once.  Otherwise the other
     thread expires it, runs the (empty) firing, drops the count to zero and

@@ -1,8 +1,8 @@
 """wait_for, shield, timeout(None) / async with, gather(return_exceptions=),
 TaskGroup.create_task.
 
-Binding contract: the API contract, "Coroutines and tasks" and the
-conveniences of "Tasks that hop threads".  Every test runs once per reactor
+What they pin down: the docstrings of these functions (README.md,
+"Conveniences asyncio users reach for").  Every test runs once per reactor
 backend; those parametrised over ``threads`` also run with four threads in
 ``ctx.run()``, so tasks resume on any of them.
 """

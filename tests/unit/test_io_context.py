@@ -2,8 +2,8 @@
 
 The first half ports the upstream ``test/unit/io_context.cpp`` catalogue
 (upstream behaviour; each test is named after its upstream
-case); the second half checks the "Context and scheduler" contract of
-the API contract.  Timing bounds are generous: the machine is small and shared, so an
+case); the second half checks what the docstrings of ``IOContext`` and
+``Executor`` promise.  Timing bounds are generous: the machine is small and shared, so an
 upper bound only has to tell "returned promptly" from "waited for the full
 timeout" or "hung".
 """
@@ -76,7 +76,7 @@ class Counter:
 
 
 # --------------------------------------------------------------------------
-# upstream catalogue (6.1, 6.12)
+# upstream catalogue (test/unit/io_context.cpp)
 
 
 def test_construction(make_ctx: Callable[..., IOContext]) -> None:
@@ -116,7 +116,7 @@ def test_run_one(make_ctx: Callable[..., IOContext], hint: int | None) -> None:
     assert not ctx.stopped()
     assert ctx.run_one() == 1
     assert counter.value == 2
-    # 1.4.2 / the API contract: the call that ran the last handler stops the context.
+    # As upstream: the call that ran the last handler stops the context.
     assert ctx.stopped()
     assert ctx.run_one() == 0
 
@@ -474,7 +474,7 @@ def test_shutdown_destroys_timer_waiters(
 
 
 # --------------------------------------------------------------------------
-# the API contract: posting and executors
+# posting and executors (IOContext.post, Executor)
 
 
 @HINTS
@@ -968,7 +968,7 @@ def test_stop_from_handler_wakes_every_thread(make_ctx: Callable[..., IOContext]
 def test_ready_handlers_run_in_parallel_on_idle_threads(
     make_ctx: Callable[..., IOContext], post_first: bool
 ) -> None:
-    """1.8.2 / 2.4.1 step 4a: while handlers are queued and threads are idle,
+    """docs/scheduler.md, "Nothing is stranded": while handlers are queued and threads are idle,
     the threads take them (the wake cascade), so 4 handlers that each wait
     for the other 3 all run at once on 4 threads.  A handler that blocks
     must not hold back ready work that idle threads could run."""

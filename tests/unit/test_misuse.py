@@ -1,4 +1,4 @@
-"""Misuse gets a clear error where it happens (the API contract, "Conventions").
+"""Misuse gets a clear error where it happens (docs/architecture.md, "Conventions").
 
 * A ``stop_token=`` that is not a StopToken: ``TypeError`` at the await of
   every operation, never an ``AttributeError`` escaping ``run()``.

@@ -1,7 +1,7 @@
 """TCPServer, on every backend.
 
-Ports the upstream tcp_server catalogue (upstream behaviour
-Appendix A) to the API contract, then checks the API contract specifics: one
+Ports the upstream tcp_server catalogue (``test/unit/tcp_server.cpp``) to
+this API, then checks what ``TCPServer``'s docstrings promise: one
 handler task per connection on any thread of the context, ``connections``,
 the socket closed when the handler returns, a handler's exception logged
 and confined to its connection, ``stop()`` from inside a handler and from a
@@ -166,7 +166,7 @@ def blocking_client(server: TCPServer) -> socket.socket:
 
 
 # --------------------------------------------------------------------------
-# the upstream tcp_server catalogue (6.6)
+# the upstream tcp_server catalogue (test/unit/tcp_server.cpp)
 # --------------------------------------------------------------------------
 
 
@@ -397,7 +397,7 @@ def test_bind_error_address_in_use(backend: str) -> None:
 
 
 # --------------------------------------------------------------------------
-# the API contract specifics
+# what TCPServer's docstrings promise
 # --------------------------------------------------------------------------
 
 

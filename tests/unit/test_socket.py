@@ -1,8 +1,8 @@
 """TCPSocket and Endpoint, on every backend.
 
-Ports the upstream socket catalogue and the TCP
-items of reactor_paths (6.11), plus: an 8 MiB transfer checked by sha256,
-peer reset, refused connect, SIGPIPE safety, fd hygiene and socket_pair.
+Ports the upstream socket catalogue and the TCP items of reactor_paths
+(upstream ``test/unit/reactor_paths.cpp``), plus: an 8 MiB transfer checked
+by sha256, peer reset, refused connect, SIGPIPE safety, fd hygiene and socket_pair.
 Cancellation lives in test_cancel_io.py.
 """
 
@@ -95,7 +95,7 @@ def test_open_close(backend: str) -> None:
         assert sock.is_open
         fd = sock.fileno()
         assert fd >= 0
-        # Non-blocking and close-on-exec (3.11.4).
+        # Non-blocking and close-on-exec, as every socket the library opens.
         assert not os.get_blocking(fd)
         assert not os.get_inheritable(fd)
         sock.close()

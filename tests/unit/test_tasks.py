@@ -1,6 +1,6 @@
 """Unit tests for tasks: spawn, run, the Task API and the coroutine driver.
 
-Binding contract: the API contract "Coroutines and tasks".  Every test runs once per
+What they pin down: the docstrings of ``spawn``, ``run`` and ``Task``.  Every test runs once per
 reactor backend.  Timing bounds are generous (the machine is shared): a
 wait that must end "promptly" only has to end well within the test timeout.
 """

@@ -1,7 +1,7 @@
 """Unit tests for Timer and sleep: the upstream timer catalogue.
 
 the upstream timer catalogue (Boost.Corosio ``test/unit/timer.cpp``)
-translated to the binding API of the API contract "Timers".  Every test runs once per
+translated to this package's ``Timer`` and ``sleep``.  Every test runs once per
 reactor backend.  Lower timing bounds are exact (a timer never fires before
 its deadline); upper bounds are generous because the machine is shared.
 """

@@ -1,6 +1,6 @@
 """to_thread(): a blocking function on a helper thread, its outcome handed back.
 
-Binding contract: the API contract's ``to_thread`` bullet -- the function
+What they pin down (the ``to_thread`` docstring): the function
 never runs on a thread inside ``run()``, the task resumes with its result
 or error, and a cancelled wait abandons the result.  Every test runs once
 per reactor backend.
