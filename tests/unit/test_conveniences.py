@@ -17,9 +17,9 @@ import warnings
 from typing import Any
 
 import pytest
-from task_helpers import raise_after, served, value_after, wait_done
 
 import corosio_py as cp
+from tests.unit.task_helpers import raise_after, served, value_after, wait_done
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from thread_helpers import Runner, start
 
 import corosio_py
 from corosio_py import Cancelled, IOContext
+from tests.unit.thread_helpers import Runner, start
 
 pytestmark = pytest.mark.timeout(60)
 

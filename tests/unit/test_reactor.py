@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 import pytest
-from thread_helpers import JOIN, start
 
 from corosio_py._reactor import (
     ERROR,
@@ -37,6 +36,7 @@ from corosio_py._reactor import (
     create_reactor,
     default_backend,
 )
+from tests.unit.thread_helpers import JOIN, start
 
 pytestmark = pytest.mark.timeout(30)
 

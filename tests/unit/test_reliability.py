@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from thread_helpers import start
 
 import corosio_py as cio
 from corosio_py import IOContext
 from corosio_py._reactor import READ
 from corosio_py.testing import socket_pair
+from tests.unit.thread_helpers import start
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -26,10 +26,10 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any, TypeVar
 
 import pytest
-from tcp_helpers import HANDSHAKE_TIMEOUT, has_ipv6_loopback, until
 
 import corosio_py
 from corosio_py import Cancelled, Endpoint, IOContext, Task, TCPServer, TCPSocket
+from tests.unit.tcp_helpers import HANDSHAKE_TIMEOUT, has_ipv6_loopback, until
 
 T = TypeVar("T")
 

@@ -24,11 +24,11 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from thread_helpers import JOIN, start
 
 import corosio_py
 from corosio_py import Cancelled, IOContext, SignalSet, StopSource, _interrupt, spawn
 from corosio_py._signals import _HUB, _on_signal
+from tests.unit.thread_helpers import JOIN, start
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 

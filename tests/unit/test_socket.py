@@ -19,7 +19,12 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import pytest
-from tcp_helpers import (
+
+import corosio_py
+from corosio_py import Endpoint, IOContext, TCPAcceptor, TCPSocket
+from corosio_py._descriptor import Descriptor
+from corosio_py.testing import socket_pair
+from tests.unit.tcp_helpers import (
     context,
     fill_send_buffer,
     free_port,
@@ -28,11 +33,6 @@ from tcp_helpers import (
     run,
     wrap,
 )
-
-import corosio_py
-from corosio_py import Endpoint, IOContext, TCPAcceptor, TCPSocket
-from corosio_py._descriptor import Descriptor
-from corosio_py.testing import socket_pair
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 

@@ -17,9 +17,9 @@ import time
 from typing import Any
 
 import pytest
-from task_helpers import served
 
 import corosio_py as cp
+from tests.unit.task_helpers import served
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,9 +13,9 @@ import time
 from typing import Any
 
 import pytest
-from task_helpers import served, wait_done
 
 import corosio_py as cp
+from tests.unit.task_helpers import served, wait_done
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,11 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tls_helpers import NO_OPENSSL, Certs, handshake_pair, have_openssl, make_certs, read_all
 
 import corosio_py
 from corosio_py import Cancelled, StopSource, TCPServer, TCPSocket, TLSStream
 from corosio_py.testing import socket_pair
+from tests.unit.tls_helpers import (
+    NO_OPENSSL,
+    Certs,
+    handshake_pair,
+    have_openssl,
+    make_certs,
+    read_all,
+)
 
 pytestmark = [
     pytest.mark.timeout(60),

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from tcp_helpers import free_port
-from tls_helpers import NO_OPENSSL, Certs, have_openssl, make_certs
 
 import corosio_py
 from corosio_py import TCPServer, TCPSocket, TLSStream
 from corosio_py.examples.http_server import BODY, serve, shutdown, tls_context
+from tests.unit.tcp_helpers import free_port
+from tests.unit.tls_helpers import NO_OPENSSL, Certs, have_openssl, make_certs
 
 pytestmark = [
     pytest.mark.timeout(90),

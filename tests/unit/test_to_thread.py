@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from task_helpers import PROMPT, served, wait_done
-from tcp_helpers import run, until
-from thread_helpers import start
 
 import corosio_py as cp
 from corosio_py import _offload
+from tests.unit.task_helpers import PROMPT, served, wait_done
+from tests.unit.tcp_helpers import run, until
+from tests.unit.thread_helpers import start
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 
