@@ -19,11 +19,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from corosio_py import IOContext
+from tests.unit.limits import PROMPT
 
 #: Where the process lists its open fds (Linux, then macOS/BSD).
 _FD_DIRS = ("/proc/self/fd", "/dev/fd")
-#: How long teardown waits for helper threads (resolve) to let go of fds.
-_SETTLE_SECONDS = 2.0
 
 
 def _fd_dir() -> str | None:
@@ -63,7 +62,7 @@ def fd_leak_check() -> Iterator[None]:
     before = _open_fds(path)
     yield
     unclosed = _collect_unclosed()
-    deadline = time.monotonic() + _SETTLE_SECONDS
+    deadline = time.monotonic() + PROMPT
     while True:
         after = _open_fds(path)
         leaked = {fd: target for fd, target in after.items() if fd not in before}

@@ -23,7 +23,8 @@ import pytest
 import corosio_py as cio
 from corosio_py import Cancelled, IOContext, TCPSocket
 from corosio_py.testing import socket_pair
-from tests.unit.task_helpers import JOIN, PROMPT, served, wait_done
+from tests.unit.limits import JOIN, PROMPT
+from tests.unit.task_helpers import served, wait_done
 from tests.unit.tcp_helpers import context, run
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("fd_leak_check")]

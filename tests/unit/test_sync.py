@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 import corosio_py as cp
+from tests.unit.limits import PROMPT
 from tests.unit.sync_helpers import outcome, settle
-from tests.unit.task_helpers import PROMPT, served, wait_done
+from tests.unit.task_helpers import served, wait_done
 from tests.unit.thread_helpers import start
 
 THREADS = 4

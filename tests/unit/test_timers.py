@@ -15,13 +15,11 @@ from typing import Any
 import pytest
 
 import corosio_py as cp
+from tests.unit.limits import PROMPT
 from tests.unit.task_helpers import served, wait_done
 
 pytestmark = pytest.mark.timeout(60)
 
-#: "Promptly": far below the 60 s timers used as "never", far above load noise.
-PROMPT = 5.0
-JOIN = 30.0
 YEAR = 365 * 24 * 3600.0
 
 
