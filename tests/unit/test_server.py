@@ -29,6 +29,7 @@ import pytest
 
 import corosio_py
 from corosio_py import Cancelled, Endpoint, IOContext, Task, TCPServer, TCPSocket
+from corosio_py.testing import wait_all_tasks_blocked
 from tests.unit.limits import JOIN, PATIENCE, PROMPT
 from tests.unit.tcp_helpers import has_ipv6_loopback, until
 
@@ -688,7 +689,7 @@ def test_stop_from_foreign_thread(backend: str) -> None:
         try:
             wait_for(lambda: len(server_socks) == count, f"{count} blocked handlers")
             wait_for(lambda: server.connections == count, f"{count} connections")
-            time.sleep(0.05)  # let the reads park
+            wait_all_tasks_blocked(ctx)  # the reads park
             started = time.monotonic()
             server.stop()  # from this thread, which never runs the context
             assert time.monotonic() - started < 2.0  # does not block
@@ -732,7 +733,7 @@ def test_stop_closes_the_socket_of_a_handler_that_ignores_cancel(backend: str) -
         threads = run_threads(ctx, 2)
         with blocking_client(server):
             wait_for(lambda: server.connections == 1, "the connection")
-            time.sleep(0.05)  # the first read parks
+            wait_all_tasks_blocked(ctx)  # the first read parks
             server.stop()
             join_all(ctx, threads)
     assert outcomes == ["cancelled", "EBADF"]
@@ -763,7 +764,7 @@ def test_handler_return_reaches_peer_while_context_keeps_running(
         try:
             with blocking_client(server) as client:
                 wait_for(lambda: len(timers) == 1, "the handler")
-                time.sleep(0.1)  # the wait parks; the reactor thread blocks
+                wait_all_tasks_blocked(ctx)  # the wait parks
                 assert timers[0].cancel() == 1
                 client.settimeout(PROMPT)
                 try:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import corosio_py as cp
+from corosio_py.testing import wait_all_tasks_blocked
 from tests.unit.limits import PROMPT
 from tests.unit.task_helpers import served, wait_done
 
@@ -456,7 +457,7 @@ def test_cancel_from_foreign_thread_wakes_blocked_reactor(backend: str) -> None:
         timer.expires_after(60)
         with served(ctx, 1):
             task = cp.spawn(ctx, timed_outcome(timer.wait()))
-            time.sleep(0.05)  # the wait is registered, the reactor blocks
+            wait_all_tasks_blocked(ctx)  # the wait is registered
             assert timer.cancel() == 1
             wait_done(task)
         result, elapsed = task.result()
@@ -472,7 +473,7 @@ def test_earlier_timer_from_another_thread_interrupts_reactor(backend: str) -> N
         far.expires_after(60)
         with served(ctx, 2):
             blocker = cp.spawn(ctx, outcome(far.wait()))
-            time.sleep(0.1)
+            wait_all_tasks_blocked(ctx)
             short = cp.spawn(ctx, timed_outcome(cp.sleep(0.01)))
             wait_done(short)
             far.cancel()
@@ -666,7 +667,7 @@ def test_stop_token_from_foreign_thread(backend: str) -> None:
         source = cp.StopSource()
         with served(ctx, 2):
             task = cp.spawn(ctx, timed_outcome(timer.wait(stop_token=source.token)))
-            time.sleep(0.05)
+            wait_all_tasks_blocked(ctx)
             assert source.request_stop() is True
             wait_done(task)
         assert task.result()[0] == "cancelled"
