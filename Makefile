@@ -54,6 +54,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy --strict corosio_py
 	$(VENV)/bin/mypy --strict --platform darwin corosio_py
 	$(VENV)/bin/mypy --strict --platform freebsd corosio_py
+	$(VENV)/bin/mypy tests
 
 # http_wrk needs wrk: as root with apt-get, try to install it when missing
 # (never fails: without wrk the workload is skipped with a message).

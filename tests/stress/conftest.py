@@ -18,7 +18,8 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from _util import Stress, gil_enabled
+
+from tests.stress._util import Stress, gil_enabled
 
 
 def pytest_report_header(config: pytest.Config) -> str:

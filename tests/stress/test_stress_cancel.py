@@ -39,7 +39,11 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from _util import (
+
+import corosio_py
+from corosio_py import Cancelled, IOContext, StopSource, TCPAcceptor, TCPSocket, Timer
+from corosio_py.testing import socket_pair
+from tests.stress._util import (
     Jitter,
     Stress,
     Threads,
@@ -50,10 +54,6 @@ from _util import (
     timeout_for,
     wait_for,
 )
-
-import corosio_py
-from corosio_py import Cancelled, IOContext, StopSource, TCPAcceptor, TCPSocket, Timer
-from corosio_py.testing import socket_pair
 
 pytestmark = pytest.mark.stress
 

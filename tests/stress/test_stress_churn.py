@@ -21,7 +21,10 @@ import time
 from collections import Counter
 
 import pytest
-from _util import (
+
+import corosio_py
+from corosio_py import Cancelled, TCPAcceptor, TCPSocket
+from tests.stress._util import (
     SWITCH_INTERVALS,
     Stress,
     Threads,
@@ -33,9 +36,6 @@ from _util import (
     timeout_for,
     wait_for,
 )
-
-import corosio_py
-from corosio_py import Cancelled, TCPAcceptor, TCPSocket
 
 pytestmark = pytest.mark.stress
 

@@ -18,10 +18,18 @@ import threading
 from typing import Any
 
 import pytest
-from _util import Stress, close_context, fd_count, interleaving, make_context, scaled, timeout_for
 
 import corosio_py
 from corosio_py import Cancelled, StopSource, UDPSocket, local_socket_pair
+from tests.stress._util import (
+    Stress,
+    close_context,
+    fd_count,
+    interleaving,
+    make_context,
+    scaled,
+    timeout_for,
+)
 
 pytestmark = pytest.mark.stress
 

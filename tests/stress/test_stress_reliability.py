@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _util import Stress, Threads, close_context, make_context, scaled, timeout_for
 
 import corosio_py as cio
 from corosio_py.testing import socket_pair
+from tests.stress._util import Stress, Threads, close_context, make_context, scaled, timeout_for
 
 pytestmark = pytest.mark.stress
 

@@ -15,7 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _util import (
+
+import corosio_py
+from corosio_py import IOContext
+from corosio_py._scheduler import REACTOR_SENTINEL
+from tests.stress._util import (
     SWITCH_INTERVALS,
     Stress,
     Threads,
@@ -26,10 +30,6 @@ from _util import (
     timeout_for,
     wait_for,
 )
-
-import corosio_py
-from corosio_py import IOContext
-from corosio_py._scheduler import REACTOR_SENTINEL
 
 pytestmark = pytest.mark.stress
 

@@ -26,10 +26,18 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from _util import Stress, Threads, close_context, interleaving, make_context, scaled, timeout_for
 
 import corosio_py
 from corosio_py import Cancelled, IOContext, SignalSet, StopSource
+from tests.stress._util import (
+    Stress,
+    Threads,
+    close_context,
+    interleaving,
+    make_context,
+    scaled,
+    timeout_for,
+)
 
 pytestmark = pytest.mark.stress
 

@@ -19,7 +19,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from _util import (
+
+import corosio_py as cio
+from tests.stress._util import (
     Jitter,
     Stress,
     Threads,
@@ -30,8 +32,6 @@ from _util import (
     timeout_for,
     wait_for,
 )
-
-import corosio_py as cio
 
 pytestmark = pytest.mark.stress
 

@@ -19,10 +19,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from _util import Stress, fd_count, scaled, timeout_for
 
 import corosio_py
 from corosio_py import TCPServer, TCPSocket, TLSStream
+from tests.stress._util import Stress, fd_count, scaled, timeout_for
 
 pytestmark = pytest.mark.stress
 
@@ -32,10 +32,7 @@ THREADS = 4
 
 
 def _certs(directory: Path) -> object:
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-    from tls_helpers import make_certs
+    from tests.unit.tls_helpers import make_certs
 
     return make_certs(directory)
 

@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from corosio_py import IOContext
+from corosio_py._lockless import LocklessScheduler
+from corosio_py._threaded import ThreadedScheduler
+from tests.unit.limits import PROMPT
 
 #: Where the process lists its open fds (Linux, then macOS/BSD).
 _FD_DIRS = ("/proc/self/fd", "/dev/fd")
-#: How long teardown waits for helper threads (resolve) to let go of fds.
-_SETTLE_SECONDS = 2.0
 
 
 def _fd_dir() -> str | None:
@@ -63,7 +64,7 @@ def fd_leak_check() -> Iterator[None]:
     before = _open_fds(path)
     yield
     unclosed = _collect_unclosed()
-    deadline = time.monotonic() + _SETTLE_SECONDS
+    deadline = time.monotonic() + PROMPT
     while True:
         after = _open_fds(path)
         leaked = {fd: target for fd, target in after.items() if fd not in before}
@@ -81,8 +82,16 @@ def fd_leak_check() -> Iterator[None]:
 
 
 @pytest.fixture
-def make_ctx(backend: str) -> Iterator[Callable[..., IOContext]]:
-    """Build contexts on the backend under test; all are closed at teardown."""
+def make_ctx(
+    backend: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., IOContext]]:
+    """Build contexts on the backend under test; all are closed at teardown.
+
+    Before closing them, a context that no thread runs any more must hold no
+    outstanding work and no fd registered with its reactor (the test closed
+    what it opened and let every operation finish), except in the modules
+    of ``_LEFTOVERS_UNCHECKED``.
+    """
     made: list[IOContext] = []
 
     def make(concurrency_hint: int | None = None) -> IOContext:
@@ -91,8 +100,54 @@ def make_ctx(backend: str) -> Iterator[Callable[..., IOContext]]:
         return ctx
 
     yield make
+    checked = request.module.__name__.rpartition(".")[2] not in _LEFTOVERS_UNCHECKED
+    problems = [f"{ctx!r}: {p}" for ctx in made if checked for p in _leftovers(ctx)]
     for ctx in made:
         ctx.close()
+    if problems:
+        pytest.fail("the test left work behind: " + "; ".join(problems), pytrace=False)
+
+
+#: Modules whose tests leave objects for ``IOContext.close()`` to release
+#: (a SignalSet or a file still open, a stopped run() with a parked
+#: operation): not checked by ``make_ctx`` until they close what they open.
+_LEFTOVERS_UNCHECKED = frozenset(
+    {
+        "test_io_context",
+        "test_random_access_file",
+        "test_reliability",
+        "test_signal_set",
+        "test_stream_file",
+    }
+)
+
+
+def _leftovers(ctx: IOContext) -> list[str]:
+    """What an idle, unclosed context still holds: outstanding work and fds
+    registered with its reactor.  Nothing for a closed context or one a
+    thread is still running (its state is in flux: not checked)."""
+    sched = ctx._sched
+    if sched.closed or _running(ctx):
+        return []
+    problems = []
+    outstanding = sched.outstanding()
+    if outstanding:
+        problems.append(f"{outstanding} units of work outstanding")
+    reactor = sched.reactor
+    targets = getattr(reactor, "_targets", None)
+    if targets:
+        problems.append(f"fds {sorted(targets)} still registered with the reactor")
+    return problems
+
+
+def _running(ctx: IOContext) -> bool:
+    """Whether a thread is inside one of ``ctx``'s ``run*`` calls."""
+    sched = ctx._sched
+    if isinstance(sched, ThreadedScheduler):
+        with sched._lock:
+            return bool(sched._frames)
+    assert isinstance(sched, LocklessScheduler)
+    return sched._entry.locked()
 
 
 @pytest.fixture

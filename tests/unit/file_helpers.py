@@ -17,9 +17,7 @@ from typing import Any
 from corosio_py import IOContext, StreamFile, spawn
 from corosio_py._files import _FileHandle
 from corosio_py._workers import MAX_THREADS
-
-#: How long a handshake may take before the test fails.
-PATIENCE = 10.0
+from tests.unit.limits import PATIENCE
 
 
 def run_main(ctx: IOContext, coro: Coroutine[Any, Any, Any]) -> Any:

@@ -9,11 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import corosio_py as cp
-
-#: Generous bound for something that should happen "at once" (2 shared cores).
-PROMPT = 5.0
-#: Bound for run() threads to return.
-JOIN = 30.0
+from tests.unit.limits import JOIN, PROMPT
 
 
 @contextlib.contextmanager

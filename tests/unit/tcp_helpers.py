@@ -9,11 +9,10 @@ from typing import Any, TypeVar
 
 import corosio_py
 from corosio_py import IOContext, Task, TCPAcceptor, TCPSocket
+from tests.unit.limits import PATIENCE
 
 T = TypeVar("T")
 
-#: Upper bound for any handshake poll; a test that needs longer is broken.
-HANDSHAKE_TIMEOUT = 10.0
 
 
 def run(
@@ -64,7 +63,7 @@ def _parked(obj: TCPSocket | TCPAcceptor, write: bool) -> bool:
 
 async def until(condition: Callable[[], bool], what: str = "condition") -> None:
     """Yield to the context until ``condition()`` holds (bounded)."""
-    deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+    deadline = time.monotonic() + PATIENCE
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 
 import pytest
-from tcp_helpers import context, has_ipv6_loopback, parked, run
 
 import corosio_py
 from corosio_py import Cancelled, IOContext, TCPAcceptor, TCPSocket
+from tests.unit.tcp_helpers import context, has_ipv6_loopback, parked, run
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 

@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from tcp_helpers import context, fill_send_buffer, free_port, parked, run, until, wrap
 
 import corosio_py
 from corosio_py import Cancelled, StopSource, TCPAcceptor, TCPSocket
 from corosio_py.testing import socket_pair
+from tests.unit.tcp_helpers import context, fill_send_buffer, free_port, parked, run, until, wrap
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 

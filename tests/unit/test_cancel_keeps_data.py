@@ -27,20 +27,19 @@ import pytest
 import corosio_py as cio
 from corosio_py import Cancelled, IOContext, TCPAcceptor, TCPSocket
 from corosio_py.testing import socket_pair
+from tests.unit.limits import PATIENCE
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 
-#: Bound on each readiness handshake; loopback normally takes microseconds.
-READY = 10.0
 
 
 def _wait_readable(fd: int) -> None:
-    r, _, _ = select.select([fd], [], [], READY)
+    r, _, _ = select.select([fd], [], [], PATIENCE)
     assert r, f"fd {fd} did not become readable"
 
 
 def _wait_writable(fd: int) -> None:
-    _, w, _ = select.select([], [fd], [], READY)
+    _, w, _ = select.select([], [fd], [], PATIENCE)
     assert w, f"fd {fd} did not become writable"
 
 
@@ -348,8 +347,9 @@ def test_accept_completed_before_cancel_delivers_the_connection(backend: str, ho
         trigger.cancel_with(src, how, holder)
         holder.append(_spawn(ctx, acceptor()))
         trigger.fire()
-        client = socket.create_connection(("127.0.0.1", acc.local_endpoint().port), timeout=READY)
-        second = socket.create_connection(("127.0.0.1", acc.local_endpoint().port), timeout=READY)
+        address = ("127.0.0.1", acc.local_endpoint().port)
+        client = socket.create_connection(address, timeout=PATIENCE)
+        second = socket.create_connection(address, timeout=PATIENCE)
         _wait_readable(acc.fileno())
         _run(ctx)
         assert got == [client.getsockname()[1], "Cancelled"]
@@ -381,7 +381,7 @@ def test_connect_completed_before_cancel_keeps_the_connection(backend: str, how:
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)  # one queued connection fills it
         port = listener.getsockname()[1]
-        filler = socket.create_connection(("127.0.0.1", port), timeout=READY)
+        filler = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
         src = cio.StopSource()
         token = src.token if how == "token" else None
         sock = TCPSocket(ctx)

@@ -18,14 +18,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from task_helpers import served, wait_done
 
 import corosio_py as cp
+from tests.unit.limits import JOIN, PROMPT
+from tests.unit.task_helpers import served, wait_done
 
 pytestmark = pytest.mark.timeout(60)
 
-PROMPT = 5.0
-JOIN = 30.0
 
 
 # ------------------------------------------------------------------ helpers

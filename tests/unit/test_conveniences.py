@@ -17,16 +17,15 @@ import warnings
 from typing import Any
 
 import pytest
-from task_helpers import raise_after, served, value_after, wait_done
 
 import corosio_py as cp
+from tests.unit.limits import LONG
+from tests.unit.task_helpers import raise_after, served, value_after, wait_done
 
 pytestmark = pytest.mark.timeout(60)
 
 THREADS = pytest.mark.parametrize("threads", [1, 4], ids=["1thread", "4threads"])
 
-#: Long enough never to expire during a test.
-LONG = 30.0
 
 
 def go(backend: str, coro: Any, threads: int = 1) -> Any:

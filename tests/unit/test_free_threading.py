@@ -19,12 +19,13 @@ import threading
 from typing import Any
 
 import pytest
-from task_helpers import JOIN, PROMPT, served, wait_done
-from tcp_helpers import context, run
 
 import corosio_py as cio
 from corosio_py import Cancelled, IOContext, TCPSocket
 from corosio_py.testing import socket_pair
+from tests.unit.limits import JOIN, PROMPT
+from tests.unit.task_helpers import served, wait_done
+from tests.unit.tcp_helpers import context, run
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("fd_leak_check")]
 

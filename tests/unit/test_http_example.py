@@ -30,13 +30,11 @@ from corosio_py import IOContext, TCPServer
 from corosio_py.examples.http_load import run_load
 from corosio_py.examples.http_server import BODY, HTTPStats, serve, shutdown
 from corosio_py.examples.http_server import main as http_server_main
+from tests.unit.limits import PATIENCE, PROMPT
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TIMEOUT = 10.0
-#: How long a client waits for the server's EOF after the last response.
-EOF_TIMEOUT = 3.0
 THREADS = 4
 
 
@@ -51,17 +49,17 @@ class Running:
     backend: str
 
     def connection(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=PATIENCE)
 
     def raw(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT)
+        return socket.create_connection(("127.0.0.1", self.port), timeout=PATIENCE)
 
     def served(self) -> int:
         return sum(self.stats.snapshot().values())
 
     def wait_idle(self) -> None:
         """Wait until every connection's handler has finished."""
-        deadline = time.monotonic() + TIMEOUT
+        deadline = time.monotonic() + PATIENCE
         while self.server.connections:
             if time.monotonic() > deadline:
                 pytest.fail(f"{self.server.connections} connections still open")
@@ -81,16 +79,16 @@ def web(backend: str) -> Iterator[Running]:
 def recv_all(sock: socket.socket, backend: str) -> bytes:
     """Read until the server closes the connection."""
     data = bytearray()
-    sock.settimeout(TIMEOUT)
+    sock.settimeout(PATIENCE)
     while True:
         if b"\r\n\r\n" in data:
-            sock.settimeout(EOF_TIMEOUT)  # the response is in: now the EOF
+            sock.settimeout(PROMPT)  # the response is in: now the EOF
         try:
             chunk = sock.recv(65536)
         except ConnectionResetError:
             break
         except TimeoutError:
-            pytest.fail(f"no EOF within {EOF_TIMEOUT} s; got {bytes(data)!r}")
+            pytest.fail(f"no EOF within {PROMPT} s; got {bytes(data)!r}")
         if not chunk:
             break
         data += chunk
@@ -327,7 +325,7 @@ def test_concurrent_clients_use_the_threads(web: Running) -> None:
     for thread in clients:
         thread.start()
     for thread in clients:
-        thread.join(TIMEOUT * 3)
+        thread.join(PATIENCE * 3)
     assert not errors
     assert web.served() == 80
     assert set(web.stats.snapshot()) <= {w.name for w in web.workers}
@@ -438,7 +436,7 @@ def test_bad_requests_get_an_error_and_close(
 def test_client_disconnects_mid_request(web: Running) -> None:
     with web.raw() as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")  # no end of head
-        deadline = time.monotonic() + TIMEOUT
+        deadline = time.monotonic() + PATIENCE
         while web.server.connections != 1:
             assert time.monotonic() < deadline
             time.sleep(0.005)
@@ -554,7 +552,7 @@ def test_peer_resets_are_not_errors(web: Running, caplog: pytest.LogCaptureFixtu
     for _ in range(5):
         sock = web.raw()
         sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
-        deadline = time.monotonic() + TIMEOUT
+        deadline = time.monotonic() + PATIENCE
         while web.server.connections != 1:
             assert time.monotonic() < deadline
             time.sleep(0.005)
@@ -718,7 +716,7 @@ def test_standalone_server_sigint(backend: str) -> None:
         port = int(match.group(1))
         assert port != 0
         assert f"on 4 threads ({backend})" in first
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=PATIENCE)
         try:
             conn.request("GET", "/")
             resp = conn.getresponse()

@@ -20,20 +20,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from thread_helpers import Runner, start
 
 import corosio_py
 from corosio_py import Cancelled, IOContext
+from tests.unit.limits import JOIN, PROMPT
+from tests.unit.thread_helpers import Runner, start
 
 pytestmark = pytest.mark.timeout(60)
 
 #: Hints to run the single-threaded cases with: the default scheduler and the
 #: lock-free ``concurrency_hint=1`` one.
 HINTS = pytest.mark.parametrize("hint", [None, 1], ids=["default", "hint1"])
-#: "Promptly": an operation that must not wait must end well inside this.
-PROMPT = 2.0
-#: How long a join may take before a thread is considered hung.
-JOIN = 15.0
 
 
 # --------------------------------------------------------------------------

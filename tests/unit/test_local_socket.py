@@ -15,7 +15,6 @@ import threading
 from typing import Any
 
 import pytest
-from tcp_helpers import context, parked, run, wrap
 
 import corosio_py as cio
 from corosio_py import (
@@ -27,6 +26,7 @@ from corosio_py import (
     StopSource,
     local_socket_pair,
 )
+from tests.unit.tcp_helpers import context, parked, run, wrap
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 

@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from tcp_helpers import context, run
 
 import corosio_py as cio
 from corosio_py import Cancelled, IOContext, TCPAcceptor, TCPSocket
 from corosio_py.testing import socket_pair
+from tests.unit.tcp_helpers import context, run
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 

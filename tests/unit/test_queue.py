@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
 
 import corosio_py as cp
+from corosio_py.testing import wait_all_tasks_blocked
 from tests.unit.sync_helpers import outcome, settle
 from tests.unit.task_helpers import served, wait_done
 from tests.unit.thread_helpers import start
@@ -111,7 +111,7 @@ def test_put_nowait_from_plain_threads_wakes_getters(
 
     task = cp.spawn(ctx, consumer())
     with served(ctx, THREADS):
-        time.sleep(0.02)
+        wait_all_tasks_blocked(ctx)
         threads = [start(lambda k: [q.put_nowait(k * n + i) for i in range(n // 4)], k)
                    for k in range(4)]
         for thread in threads:

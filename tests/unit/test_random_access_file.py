@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from file_helpers import all_helpers_busy, run_main, write_file
-from thread_helpers import start
 
 from corosio_py import Cancelled, IOContext, RandomAccessFile, StopSource, spawn
+from tests.unit.file_helpers import all_helpers_busy, run_main, write_file
+from tests.unit.thread_helpers import start
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 

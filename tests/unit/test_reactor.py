@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 
 import pytest
-from thread_helpers import JOIN, start
 
 from corosio_py._reactor import (
     ERROR,
@@ -37,14 +36,12 @@ from corosio_py._reactor import (
     create_reactor,
     default_backend,
 )
+from tests.unit.limits import JOIN, LONG, PROMPT
+from tests.unit.thread_helpers import start
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(60)
 
 BACKENDS = available_backends()
-#: A wait that should end at once must end within this many seconds.
-PROMPT = 1.0
-#: A wait that only a working wake-up can cut short.
-LONG = 10.0
 #: Slack for timers that fire a little early (rounding, clock granularity).
 EARLY = 0.01
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

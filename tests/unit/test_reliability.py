@@ -35,20 +35,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from thread_helpers import start
 
 import corosio_py as cio
 from corosio_py import IOContext
 from corosio_py._reactor import READ
 from corosio_py.testing import socket_pair
+from tests.unit.limits import PROMPT
+from tests.unit.thread_helpers import start
 
 pytestmark = pytest.mark.timeout(60)
 
 HINTS = pytest.mark.parametrize("hint", [None, 1], ids=["default", "hint1"])
-#: Generous bound for something that must happen "at once" (2 shared cores).
-PROMPT = 5.0
-#: Bound for a thread to return.
-JOIN = 15.0
 #: The Ctrl-C program run in a subprocess, and its time limit.
 SIGINT_SCRIPT = Path(__file__).with_name("sigint_rounds.py")
 SCRIPT_TIMEOUT = 50.0

@@ -14,10 +14,10 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 import pytest
-from tcp_helpers import context, run, until
 
 import corosio_py
 from corosio_py import Cancelled, Endpoint, IOContext, StopSource, TCPAcceptor, TCPSocket, _workers
+from tests.unit.tcp_helpers import context, run, until
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 

@@ -26,10 +26,12 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any, TypeVar
 
 import pytest
-from tcp_helpers import HANDSHAKE_TIMEOUT, has_ipv6_loopback, until
 
 import corosio_py
 from corosio_py import Cancelled, Endpoint, IOContext, Task, TCPServer, TCPSocket
+from corosio_py.testing import wait_all_tasks_blocked
+from tests.unit.limits import JOIN, PATIENCE, PROMPT
+from tests.unit.tcp_helpers import has_ipv6_loopback, until
 
 T = TypeVar("T")
 
@@ -39,13 +41,9 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 LOOPBACK = ("127.0.0.1", 0)
 #: TEST-NET-1 (RFC 5737): never a local address, so bind fails locally.
 NON_LOCAL = ("192.0.2.1", 0)
-#: Generous bound for run() to return once the server is stopped (2 shared cores).
-JOIN_TIMEOUT = 20.0
-#: How long a peer may take to see a closed connection's EOF.
-EOF_TIMEOUT = 3.0
 
 class NoEOFError(AssertionError):
-    """A client task saw no EOF within EOF_TIMEOUT of the server closing."""
+    """A client task saw no EOF within PROMPT of the server closing."""
 
 
 def result_of(task: Task[T], backend: str) -> T:
@@ -92,7 +90,7 @@ async def read_to_eof(sock: TCPSocket, backend: str) -> bytes:
     data = bytearray()
     buf = bytearray(4096)
     try:
-        with corosio_py.timeout(EOF_TIMEOUT):
+        with corosio_py.timeout(PROMPT):
             while True:
                 try:
                     n = await sock.read_some(buf)
@@ -102,7 +100,7 @@ async def read_to_eof(sock: TCPSocket, backend: str) -> bytes:
                     return bytes(data)
                 data += buf[:n]
     except TimeoutError:
-        raise NoEOFError(f"no EOF within {EOF_TIMEOUT} s of the server closing") from None
+        raise NoEOFError(f"no EOF within {PROMPT} s of the server closing") from None
 
 
 def run_threads(ctx: IOContext, n: int) -> list[threading.Thread]:
@@ -129,7 +127,7 @@ def _run_into(ctx: IOContext) -> None:
 
 def join_all(ctx: IOContext, threads: list[threading.Thread]) -> None:
     """Join threads started by run_threads; fail if run() did not return."""
-    deadline = time.monotonic() + JOIN_TIMEOUT
+    deadline = time.monotonic() + JOIN
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     alive = [t.name for t in threads if t.is_alive()]
@@ -146,7 +144,7 @@ def join_all(ctx: IOContext, threads: list[threading.Thread]) -> None:
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
     """Poll ``condition`` from a plain (non-context) thread, bounded."""
-    deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+    deadline = time.monotonic() + PATIENCE
     while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
@@ -162,7 +160,7 @@ def open_fd_count() -> int:
 
 def blocking_client(server: TCPServer) -> socket.socket:
     ep = server.local_endpoint()
-    return socket.create_connection((str(ep.address), ep.port), timeout=HANDSHAKE_TIMEOUT)
+    return socket.create_connection((str(ep.address), ep.port), timeout=PATIENCE)
 
 
 # --------------------------------------------------------------------------
@@ -691,7 +689,7 @@ def test_stop_from_foreign_thread(backend: str) -> None:
         try:
             wait_for(lambda: len(server_socks) == count, f"{count} blocked handlers")
             wait_for(lambda: server.connections == count, f"{count} connections")
-            time.sleep(0.05)  # let the reads park
+            wait_all_tasks_blocked(ctx)  # the reads park
             started = time.monotonic()
             server.stop()  # from this thread, which never runs the context
             assert time.monotonic() - started < 2.0  # does not block
@@ -735,7 +733,7 @@ def test_stop_closes_the_socket_of_a_handler_that_ignores_cancel(backend: str) -
         threads = run_threads(ctx, 2)
         with blocking_client(server):
             wait_for(lambda: server.connections == 1, "the connection")
-            time.sleep(0.05)  # the first read parks
+            wait_all_tasks_blocked(ctx)  # the first read parks
             server.stop()
             join_all(ctx, threads)
     assert outcomes == ["cancelled", "EBADF"]
@@ -766,15 +764,15 @@ def test_handler_return_reaches_peer_while_context_keeps_running(
         try:
             with blocking_client(server) as client:
                 wait_for(lambda: len(timers) == 1, "the handler")
-                time.sleep(0.1)  # the wait parks; the reactor thread blocks
+                wait_all_tasks_blocked(ctx)  # the wait parks
                 assert timers[0].cancel() == 1
-                client.settimeout(EOF_TIMEOUT)
+                client.settimeout(PROMPT)
                 try:
                     data = client.recv(16)
                 except ConnectionResetError:
                     data = b""
                 except TimeoutError:
-                    pytest.fail(f"no EOF within {EOF_TIMEOUT} s of the handler returning")
+                    pytest.fail(f"no EOF within {PROMPT} s of the handler returning")
                 assert data == b""
                 wait_for(lambda: server.connections == 0, "the handler to end")
         finally:
@@ -795,7 +793,7 @@ def test_stop_before_a_handler_first_runs(backend: str) -> None:
         server = TCPServer(ctx, LOOPBACK, handler)
         server.start()
         with blocking_client(server) as client:
-            deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+            deadline = time.monotonic() + PATIENCE
             while server.connections == 0:  # the accept loop takes it...
                 assert time.monotonic() < deadline, "no connection accepted"
                 ctx.poll_one()
@@ -998,7 +996,7 @@ def test_close_context_with_server_running(backend: str) -> None:
         server.start()
         threads = run_threads(ctx, 1)
         with blocking_client(server):
-            assert entered.wait(HANDSHAKE_TIMEOUT)
+            assert entered.wait(PATIENCE)
             ctx.stop()
             join_all(ctx, threads)
     finally:

@@ -24,19 +24,18 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from thread_helpers import JOIN, start
 
 import corosio_py
 from corosio_py import Cancelled, IOContext, SignalSet, StopSource, _interrupt, spawn
 from corosio_py._signals import _HUB, _on_signal
+from tests.unit.limits import JOIN, PATIENCE
+from tests.unit.thread_helpers import start
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 
 USR1 = int(signal.SIGUSR1)
 USR2 = int(signal.SIGUSR2)
 TERM = int(signal.SIGTERM)
-#: How long a handshake may take before the test fails.
-PATIENCE = 10.0
 
 
 class Recorder:

@@ -19,7 +19,13 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import pytest
-from tcp_helpers import (
+
+import corosio_py
+from corosio_py import Endpoint, IOContext, TCPAcceptor, TCPSocket
+from corosio_py._descriptor import Descriptor
+from corosio_py._ops import PENDING
+from corosio_py.testing import socket_pair
+from tests.unit.tcp_helpers import (
     context,
     fill_send_buffer,
     free_port,
@@ -28,12 +34,6 @@ from tcp_helpers import (
     run,
     wrap,
 )
-
-import corosio_py
-from corosio_py import Endpoint, IOContext, TCPAcceptor, TCPSocket
-from corosio_py._descriptor import Descriptor
-from corosio_py._ops import PENDING
-from corosio_py.testing import socket_pair
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 import pytest
 
 import corosio_py as cp
-from tests.unit.task_helpers import PROMPT, served, wait_done
+from tests.unit.limits import PROMPT
+from tests.unit.task_helpers import served, wait_done
 from tests.unit.thread_helpers import start
 
 THREADS = 4

@@ -16,7 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from file_helpers import (
+
+import corosio_py
+from corosio_py import Cancelled, IOContext, StopSource, StreamFile, spawn
+from tests.unit.file_helpers import (
     all_helpers_busy,
     fifo,
     fifo_file,
@@ -25,10 +28,7 @@ from file_helpers import (
     wait_for,
     write_file,
 )
-from thread_helpers import start
-
-import corosio_py
-from corosio_py import Cancelled, IOContext, StopSource, StreamFile, spawn
+from tests.unit.thread_helpers import start
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 import corosio_py as cp
+from corosio_py.testing import wait_all_tasks_blocked
+from tests.unit.limits import PROMPT
 from tests.unit.sync_helpers import outcome, settle
-from tests.unit.task_helpers import PROMPT, served, wait_done
+from tests.unit.task_helpers import served, wait_done
 from tests.unit.thread_helpers import start
 
 THREADS = 4
@@ -243,7 +245,7 @@ def test_lock_released_from_plain_thread_wakes_task(make_ctx: Callable[..., cp.I
     settle(ctx)
     task = cp.spawn(ctx, waiter())
     with served(ctx, 2):
-        time.sleep(0.02)
+        wait_all_tasks_blocked(ctx)
         assert not task.done()
         lock.release()
         wait_done(task)
@@ -315,7 +317,7 @@ def test_event_set_before_run_on_many_threads(make_ctx: Callable[..., cp.IOConte
     event = cp.Event()
     tasks = [cp.spawn(ctx, event.wait()) for _ in range(50)]
     with served(ctx, THREADS):
-        time.sleep(0.02)
+        wait_all_tasks_blocked(ctx)
         event.set()
         for task in tasks:
             wait_done(task)
@@ -588,7 +590,7 @@ def test_primitives_wake_tasks_across_threads_promptly(
 
     tasks = [cp.spawn(ctx, event.wait()), cp.spawn(ctx, sem.acquire()), cp.spawn(ctx, use_lock())]
     with served(ctx, THREADS):
-        time.sleep(0.02)
+        wait_all_tasks_blocked(ctx)
         assert not any(t.done() for t in tasks)
         threads = [start(event.set), start(sem.release), start(lock.release)]
         for thread in threads:

@@ -17,14 +17,13 @@ import time
 from typing import Any
 
 import pytest
-from task_helpers import served
 
 import corosio_py as cp
+from tests.unit.limits import JOIN
+from tests.unit.task_helpers import served
 
 pytestmark = pytest.mark.timeout(60)
 
-#: Upper bound for joining helper threads; only a hang gets near it.
-JOIN = 30.0
 
 
 def run_threads(ctx: cp.IOContext, threads: int) -> int:

@@ -17,13 +17,11 @@ import pytest
 import corosio_py as cio
 from corosio_py import IOContext
 from corosio_py.testing import socket_pair
+from tests.unit.limits import JOIN, PATIENCE
 
 pytestmark = pytest.mark.timeout(60)
 
 RUNNERS = 4
-#: A barrier or an event that is never reached fails the test after this.
-PATIENCE = 10.0
-JOIN = 15.0
 
 
 @pytest.fixture(params=["gil", "nogil"])

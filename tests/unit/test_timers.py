@@ -13,15 +13,14 @@ import time
 from typing import Any
 
 import pytest
-from task_helpers import served, wait_done
 
 import corosio_py as cp
+from corosio_py.testing import wait_all_tasks_blocked
+from tests.unit.limits import PROMPT
+from tests.unit.task_helpers import served, wait_done
 
 pytestmark = pytest.mark.timeout(60)
 
-#: "Promptly": far below the 60 s timers used as "never", far above load noise.
-PROMPT = 5.0
-JOIN = 30.0
 YEAR = 365 * 24 * 3600.0
 
 
@@ -458,7 +457,7 @@ def test_cancel_from_foreign_thread_wakes_blocked_reactor(backend: str) -> None:
         timer.expires_after(60)
         with served(ctx, 1):
             task = cp.spawn(ctx, timed_outcome(timer.wait()))
-            time.sleep(0.05)  # the wait is registered, the reactor blocks
+            wait_all_tasks_blocked(ctx)  # the wait is registered
             assert timer.cancel() == 1
             wait_done(task)
         result, elapsed = task.result()
@@ -474,7 +473,7 @@ def test_earlier_timer_from_another_thread_interrupts_reactor(backend: str) -> N
         far.expires_after(60)
         with served(ctx, 2):
             blocker = cp.spawn(ctx, outcome(far.wait()))
-            time.sleep(0.1)
+            wait_all_tasks_blocked(ctx)
             short = cp.spawn(ctx, timed_outcome(cp.sleep(0.01)))
             wait_done(short)
             far.cancel()
@@ -668,7 +667,7 @@ def test_stop_token_from_foreign_thread(backend: str) -> None:
         source = cp.StopSource()
         with served(ctx, 2):
             task = cp.spawn(ctx, timed_outcome(timer.wait(stop_token=source.token)))
-            time.sleep(0.05)
+            wait_all_tasks_blocked(ctx)
             assert source.request_stop() is True
             wait_done(task)
         assert task.result()[0] == "cancelled"

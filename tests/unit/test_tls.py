@@ -19,11 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tls_helpers import NO_OPENSSL, Certs, handshake_pair, have_openssl, make_certs, read_all
 
 import corosio_py
 from corosio_py import Cancelled, StopSource, TCPServer, TCPSocket, TLSStream
 from corosio_py.testing import socket_pair
+from tests.unit.limits import JOIN
+from tests.unit.tls_helpers import (
+    NO_OPENSSL,
+    Certs,
+    handshake_pair,
+    have_openssl,
+    make_certs,
+    read_all,
+)
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -31,8 +39,6 @@ pytestmark = [
     pytest.mark.skipif(not have_openssl(), reason=NO_OPENSSL),
 ]
 
-#: Bound for a blocking peer's socket operations.
-PEER_TIMEOUT = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -425,7 +431,7 @@ def test_second_concurrent_read_or_write(backend: str, certs: Certs) -> None:
 def _blocking_client(port: int, certs: Certs, payload: bytes, **kw: Any) -> bytes:
     context = certs.client_context(**kw)
     with (
-        socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as raw,
+        socket.create_connection(("127.0.0.1", port), timeout=JOIN) as raw,
         context.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
         tls.sendall(payload)
@@ -461,7 +467,7 @@ def test_tcp_server_with_python_ssl_clients(backend: str, certs: Certs, threads:
         port = server.local_endpoint().port
 
         def plain() -> None:
-            with socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as s:
+            with socket.create_connection(("127.0.0.1", port), timeout=JOIN) as s:
                 s.sendall(b"GET / HTTP/1.0\r\n\r\n")
                 while s.recv(100):  # an alert, then EOF: never a hang
                     pass
@@ -505,14 +511,14 @@ def test_tcp_server_handshake_failure_is_debug_only(
         def untrusting() -> None:
             context = certs.client_context(trust=certs.other_ca)
             with (
-                socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as raw,
+                socket.create_connection(("127.0.0.1", port), timeout=JOIN) as raw,
                 pytest.raises(ssl.SSLCertVerificationError),
             ):
                 context.wrap_socket(raw, server_hostname="localhost")
 
         def good() -> bytes:
             with (
-                socket.create_connection(("127.0.0.1", port), timeout=PEER_TIMEOUT) as raw,
+                socket.create_connection(("127.0.0.1", port), timeout=JOIN) as raw,
                 certs.client_context().wrap_socket(raw, server_hostname="localhost") as tls,
             ):
                 return tls.recv(10)
@@ -544,9 +550,9 @@ def test_client_against_python_ssl_server(backend: str, certs: Certs) -> None:
     seen: dict[str, Any] = {}
 
     def serve() -> None:
-        listener.settimeout(PEER_TIMEOUT)
+        listener.settimeout(JOIN)
         raw, _ = listener.accept()
-        raw.settimeout(PEER_TIMEOUT)
+        raw.settimeout(JOIN)
         with context.wrap_socket(raw, server_side=True) as tls:
             seen["client"] = tls.getpeercert()
             data = b""
@@ -575,7 +581,7 @@ def test_client_against_python_ssl_server(backend: str, certs: Certs) -> None:
     try:
         digest = run(backend, main())
     finally:
-        peer.join(PEER_TIMEOUT)
+        peer.join(JOIN)
         listener.close()
     assert digest == hashlib.sha256(b"z" * 100_000).digest()
     assert seen["data"] == b"z" * 100_000
@@ -597,7 +603,7 @@ def test_local_stream_server_with_ssl(backend: str, certs: Certs, tmp_path: Path
 
     def client() -> None:
         with socket.socket(socket.AF_UNIX) as raw:
-            raw.settimeout(PEER_TIMEOUT)
+            raw.settimeout(JOIN)
             raw.connect(path)
             with certs.client_context().wrap_socket(raw, server_hostname="localhost") as tls:
                 tls.sendall(payload)

@@ -13,11 +13,18 @@ import random
 from pathlib import Path
 
 import pytest
-from tcp_helpers import until
-from tls_helpers import NO_OPENSSL, Certs, handshake_pair, have_openssl, make_certs, read_all
 
 import corosio_py
 from corosio_py import Cancelled, StopSource, TLSStream
+from tests.unit.tcp_helpers import until
+from tests.unit.tls_helpers import (
+    NO_OPENSSL,
+    Certs,
+    handshake_pair,
+    have_openssl,
+    make_certs,
+    read_all,
+)
 
 pytestmark = [
     pytest.mark.timeout(60),

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from tcp_helpers import free_port
-from tls_helpers import NO_OPENSSL, Certs, have_openssl, make_certs
 
 import corosio_py
 from corosio_py import TCPServer, TCPSocket, TLSStream
 from corosio_py.examples.http_server import BODY, serve, shutdown, tls_context
+from tests.unit.limits import JOIN
+from tests.unit.tcp_helpers import free_port
+from tests.unit.tls_helpers import NO_OPENSSL, Certs, have_openssl, make_certs
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -27,8 +28,6 @@ pytestmark = [
     pytest.mark.skipif(not have_openssl(), reason=NO_OPENSSL),
 ]
 
-#: Bound for a peer process to print what the test waits for.
-PEER_TIMEOUT = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +62,7 @@ class Peer:
 
     def wait_for(self, text: bytes, count: int = 1) -> None:
         """Block (bounded) until ``text`` was printed ``count`` times."""
-        deadline = time.monotonic() + PEER_TIMEOUT
+        deadline = time.monotonic() + JOIN
         with self._cond:
             while self._out.count(text) < count:
                 left = deadline - time.monotonic()
@@ -166,7 +165,7 @@ def test_client_against_s_server(backend: str, certs: Certs, version: str) -> No
     async def main() -> None:
         ctx = corosio_py.current_executor().context
         sock = TCPSocket(ctx)
-        deadline = time.monotonic() + PEER_TIMEOUT
+        deadline = time.monotonic() + JOIN
         while True:
             try:
                 await sock.connect(("127.0.0.1", port))

@@ -20,17 +20,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from task_helpers import PROMPT, served, wait_done
-from tcp_helpers import run, until
-from thread_helpers import start
 
 import corosio_py as cp
 from corosio_py import _workers
+from tests.unit.limits import PATIENCE, PROMPT
+from tests.unit.task_helpers import served, wait_done
+from tests.unit.tcp_helpers import run, until
+from tests.unit.thread_helpers import start
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 
-#: Upper bound for a helper call to be handed back once released.
-SETTLE = 10.0
 
 _var: contextvars.ContextVar[str] = contextvars.ContextVar("_var", default="unset")
 
@@ -56,12 +55,12 @@ def gate() -> Iterator[Gate]:
     blocker = Gate()
     yield blocker
     blocker.opened.set()  # never leave a helper thread blocked
-    assert _workers.settle(SETTLE)
+    assert _workers.settle(PATIENCE)
 
 
 def _settled(ctx: cp.IOContext, errors: list[BaseException]) -> None:
     """Every helper call handed back or dropped; nothing escaped, nothing counted."""
-    assert _workers.settle(SETTLE)
+    assert _workers.settle(PATIENCE)
     assert errors == []
     assert ctx._sched.outstanding() == 0
 
@@ -253,7 +252,7 @@ def test_a_pending_cancel_means_the_function_never_runs(backend: str) -> None:
             await cp.to_thread(calls.append, 1)
 
     run(backend, main)
-    assert _workers.settle(SETTLE)
+    assert _workers.settle(PATIENCE)
     assert calls == []
 
 

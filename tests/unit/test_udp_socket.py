@@ -10,10 +10,10 @@ import threading
 from typing import Any
 
 import pytest
-from tcp_helpers import context, parked, run, wrap
 
 import corosio_py as cio
 from corosio_py import Cancelled, Endpoint, IOContext, StopSource, UDPSocket
+from tests.unit.tcp_helpers import context, parked, run, wrap
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 

@@ -9,7 +9,6 @@ import socket
 from typing import Any
 
 import pytest
-from tcp_helpers import context, fill_send_buffer, parked, run, wrap
 
 import corosio_py as cio
 from corosio_py import (
@@ -26,6 +25,7 @@ from corosio_py import (
     local_socket_pair,
 )
 from corosio_py.testing import socket_pair
+from tests.unit.tcp_helpers import context, fill_send_buffer, parked, run, wrap
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 

@@ -7,8 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-#: How long a join may take before a thread is considered hung.
-JOIN = 15.0
+from tests.unit.limits import JOIN
 
 
 class Runner(threading.Thread):

@@ -174,7 +174,13 @@ def _summary(
 def write_png(
     path: Path, rows: Sequence[Row], workloads: Sequence[Workload], info: Mapping[str, Any]
 ) -> Path | None:
-    """Bar charts (log scale) of the corosio_py ratios, one panel per workload."""
+    """One compact chart: per workload, the headline corosio_py figure's ratio
+    to asyncio and to uvloop (one bar group each, log scale, 1 = level).
+
+    The headline is the workload's first figure, for its first corosio_py
+    implementation on the default backend; every other ratio is in the
+    markdown report.
+    """
     try:
         import matplotlib
 
@@ -183,49 +189,40 @@ def write_png(
     except ImportError:
         print("matplotlib is not installed: no chart (pip install -e '.[bench]')")
         return None
-    all_ratios = ratios(rows, workloads)
-    panels = []
+    backend = info["backends"][0] if info.get("backends") else None
+    groups: list[tuple[str, dict[str, float | None]]] = []
     for workload in workloads:
-        bars = [
-            (row, r) for row, r in all_ratios
-            if row["workload"] == workload.name and any(v is not None for v in r.values())
-        ]
-        if bars:
-            panels.append((workload, list(workload.references), bars))
-    if not panels:
+        key = workload.figures[0].key
+        for row, r in ratios(rows, workloads):
+            if (
+                row["workload"] == workload.name
+                and row["backend"] == backend
+                and row.get("figure_key", key) == key
+                and (r.get("asyncio") is not None or r.get("uvloop") is not None)
+            ):
+                groups.append((f"{workload.name}\n{row['implementation']} {row['threads']}t", r))
+                break
+    if not groups:
         return None
-    heights = [len(bars) * (0.18 * len(cols) + 0.12) + 0.5 for _, cols, bars in panels]
-    fig, axes = plt.subplots(
-        len(panels), 1, figsize=(10, sum(heights) + 1.0), sharex=True,
-        gridspec_kw={"height_ratios": heights}, squeeze=False,
-    )
-    colors = {"asyncio": "tab:blue", "uvloop": "tab:green", "threadpool": "tab:orange"}
-    for ax, (workload, columns, bars) in zip(axes[:, 0], panels, strict=True):
-        height = 0.8 / len(columns)
-        for i, column in enumerate(columns):
-            values = [r.get(column) or math.nan for _, r in bars]
-            ys = [y + (i - (len(columns) - 1) / 2) * height for y in range(len(bars))]
-            ax.barh(ys, values, height=height, label=f"vs {column}",
-                    color=colors.get(column))
-        labels = [
-            f"{row['implementation']} {row['backend']} {row['threads']}t: {row['figure']}"
-            for row, _ in bars
-        ]
-        ax.set_yticks(range(len(bars)), labels, fontsize=7)
-        ax.invert_yaxis()
-        ax.set_xscale("log")
-        ax.axvline(1.0, color="black", linewidth=0.8)
-        ax.set_title(f"{workload.name}", fontsize=9, loc="left")
-        ax.grid(axis="x", which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-    axes[-1, 0].set_xlabel("corosio_py vs reference, times better (>1: corosio_py better; log)")
-    fig.suptitle(
-        f"corosio_py ratios ({info['suite']} suite, median of {info['reps']}), "
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(groups) + 2.0), 4.2))
+    width = 0.38
+    for i, (column, color) in enumerate((("asyncio", "tab:blue"), ("uvloop", "tab:green"))):
+        xs = [x + (i - 0.5) * width for x in range(len(groups))]
+        values = [r.get(column) or math.nan for _, r in groups]
+        ax.bar(xs, values, width=width, label=f"vs {column}", color=color)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(groups)), [label for label, _ in groups], fontsize=6, rotation=45,
+                  ha="right")
+    ax.set_ylabel("times better than the peer (>1: corosio_py ahead)", fontsize=7)
+    ax.grid(axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(
+        f"corosio_py vs asyncio / uvloop, {backend}, median of {info['reps']}: "
         f"Python {info['python']}, {info['cpu_model']} x{info['cores']}, {info['date'][:10]}",
-        fontsize=9,
+        fontsize=8,
     )
-    total = sum(heights) + 1.0
-    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / total))
-    fig.savefig(path, dpi=100)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
