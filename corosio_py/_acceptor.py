@@ -15,9 +15,9 @@ import socket
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, final
 
 from ._context import IOContext
-from ._descriptor import AcceptOp
 from ._endpoint import IP, Addressing, Endpoint
 from ._handle import DescriptorHandle
+from ._io_ops import AcceptOp
 from ._options import REUSE_PORT, PresetOption
 from ._sockbase import SocketBase
 from ._socket import TCPSocket, check_ip_family, create_socket

@@ -16,15 +16,8 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from ._buffers import read_size, write_size
-from ._descriptor import (
-    MSG_NOSIGNAL,
-    WOULD_BLOCK,
-    Descriptor,
-    DescriptorOp,
-    FailedOp,
-    WriteOp,
-    closed_error,
-)
+from ._descriptor import MSG_NOSIGNAL, WOULD_BLOCK, Descriptor, DescriptorOp, closed_error
+from ._io_ops import FailedOp, WriteOp
 from ._sockbase import SocketBase
 
 if TYPE_CHECKING:

@@ -1,4 +1,9 @@
-"""Per-descriptor state and the I/O operations that park on it.
+"""Per-descriptor state and the contract of the I/O operations that park on it.
+
+:class:`Descriptor` (one per open fd) and :class:`DescriptorOp` (what an
+operation must provide to park in one of its slots).  The stream
+operations themselves (read, write, connect, accept) and ``FailedOp`` are in
+:mod:`corosio_py._io_ops`.
 
 This module ports upstream's behaviour for stream
 sockets and acceptors.  One :class:`Descriptor` exists per open fd; it is the
@@ -61,7 +66,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from ._endpoint import Endpoint, from_sockaddr
+from ._endpoint import Endpoint
 from ._errors import Cancelled
 from ._ops import PENDING, Operation
 from ._reactor import ERROR, HANGUP, READ, WRITE
@@ -73,21 +78,17 @@ if TYPE_CHECKING:
 
 __all__ = (
     "MSG_NOSIGNAL",
-    "AcceptOp",
-    "ConnectOp",
+    "WOULD_BLOCK",
     "Descriptor",
     "DescriptorOp",
-    "FailedOp",
-    "ReadOp",
-    "WriteOp",
     "closed_error",
+    "os_error",
+    "socket_error",
 )
 
 #: Suppresses SIGPIPE per call where the platform has it (Linux, BSD); macOS
 #: relies on SO_NOSIGPIPE set when the socket is opened.
 MSG_NOSIGNAL: Final = getattr(socket, "MSG_NOSIGNAL", 0)
-#: Unix-domain sockets (absent on some non-POSIX builds).
-_AF_UNIX: Final = getattr(socket, "AF_UNIX", -1)
 
 #: The most buffers one gathered ``sendmsg`` may carry (``IOV_MAX``).
 try:
@@ -114,7 +115,7 @@ def closed_error() -> OSError:
     return OSError(errno.EBADF, "the socket is closed")
 
 
-def _socket_error(sock: socket.socket) -> int:
+def socket_error(sock: socket.socket) -> int:
     """``SO_ERROR`` of ``sock`` (clears it), or the errno of the failed query."""
     try:
         return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -176,166 +177,6 @@ class DescriptorOp(Operation):
         if self.task is not task:
             return False
         return self.desc.cancel_op(self, task)
-
-
-class ReadOp(DescriptorOp):
-    """``read_some``: ``recv_into`` the caller's buffer; 0 means EOF."""
-
-    __slots__ = ("buf", "size")
-
-    def __init__(
-        self, desc: Descriptor, buf: Any, size: int, stop_token: StopToken | None
-    ) -> None:
-        self.stop_token = stop_token
-        self.desc = desc
-        self.task = None
-        self.buf = buf
-        self.size = size
-
-    def attempt(self) -> object:
-        desc = self.desc
-        try:
-            n = desc.sock.recv_into(self.buf)
-        except BlockingIOError:
-            desc.drained = False
-            return WOULD_BLOCK
-        desc.drained = 0 < n < self.size  # see "When a read may park ..."
-        return n
-
-    def may_skip_attempt(self) -> bool:
-        desc = self.desc
-        return desc.drained and desc.edge and not desc.read_ready and not desc.hup
-
-
-class WriteOp(DescriptorOp):
-    """``write_some``: one ``send``, or one gathered ``sendmsg`` for a list."""
-
-    __slots__ = ("data", "gather")
-
-    write_direction = True
-
-    def __init__(
-        self, desc: Descriptor, data: Any, gather: bool, stop_token: StopToken | None
-    ) -> None:
-        self.stop_token = stop_token
-        self.desc = desc
-        self.task = None
-        self.data = data
-        self.gather = gather
-
-    def attempt(self) -> object:
-        try:
-            # A send that returns 0 is a successful 0-byte write.
-            if self.gather:
-                return self.desc.sock.sendmsg(self.data, (), MSG_NOSIGNAL)
-            return self.desc.sock.send(self.data, MSG_NOSIGNAL)
-        except BlockingIOError:
-            return WOULD_BLOCK
-
-
-class ConnectOp(DescriptorOp):
-    """``connect``: a non-blocking connect completed through ``SO_ERROR``.
-
-    The first attempt calls ``connect``; later attempts (a readiness report
-    or a cached ``write_ready``) check whether it finished.  The check must
-    not trust writability alone: the edge reported when the fd was
-    registered (an unconnected socket is "writable" and "hung up") may be
-    delivered after the connect started, so a finished connect is one with
-    a non-zero ``SO_ERROR`` (failed) or a peer name (succeeded).
-    """
-
-    __slots__ = ("sockaddr", "endpoint", "initiated", "decode")
-
-    write_direction = True
-
-    def __init__(
-        self,
-        desc: Descriptor,
-        endpoint: Any,
-        sockaddr: Any,
-        stop_token: StopToken | None,
-        decode: Callable[[Any], Any] = from_sockaddr,
-    ) -> None:
-        self.stop_token = stop_token
-        self.desc = desc
-        self.task = None
-        self.endpoint = endpoint
-        self.sockaddr = sockaddr
-        self.initiated = False
-        self.decode = decode
-
-    def attempt(self) -> object:
-        desc = self.desc
-        sock = desc.sock
-        if not self.initiated:
-            self.initiated = True
-            code = sock.connect_ex(self.sockaddr)
-            if code == errno.EAGAIN and sock.family == _AF_UNIX:
-                # A local listener with a full backlog: the connect did not
-                # start, and no readiness edge will say when to retry it.
-                raise BlockingIOError(errno.EAGAIN, "the local listener's backlog is full")
-            # EINTR: the connect goes on asynchronously (CPython issue 23618).
-            if code in (errno.EINPROGRESS, errno.EINTR, errno.EWOULDBLOCK):
-                return WOULD_BLOCK
-            if code:
-                raise os_error(code)
-        else:
-            code = _socket_error(sock)
-            if code:
-                raise os_error(code)
-            try:
-                sock.getpeername()
-            except OSError as exc:
-                if exc.errno in (errno.ENOTCONN, errno.EINVAL):
-                    return WOULD_BLOCK  # still connecting
-                raise
-        # Connected: cache both endpoints, under desc.lock.
-        desc.local = self.decode(sock.getsockname())
-        desc.remote = self.endpoint
-        return None
-
-
-class AcceptOp(DescriptorOp):
-    """``accept``: the result is the raw ``(socket, address)`` pair.
-
-    The caller (``TCPAcceptor.accept``) turns it into a registered
-    ``TCPSocket`` after resuming; if the context is closed before that, the
-    driver calls :meth:`discard`, which closes the accepted socket.
-    """
-
-    __slots__ = ()
-
-    def attempt(self) -> object:
-        while True:
-            try:
-                return self.desc.sock.accept()
-            except BlockingIOError:
-                return WOULD_BLOCK
-            except ConnectionAbortedError:
-                continue  # the peer gave up before we accepted: try the next one
-
-    def discard(self, value: object) -> None:
-        if isinstance(value, tuple):
-            conn = value[0]
-            if isinstance(conn, socket.socket):
-                conn.close()
-
-
-class FailedOp(Operation):
-    """An awaitable that raises ``error`` at the ``await``.
-
-    Coroutine methods report bad arguments at the ``await``, not the call
-    (the API contract, conventions); this carries the error there.
-    """
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException, stop_token: StopToken | None = None) -> None:
-        self.stop_token = stop_token
-        self.error = error
-
-    def start(self, task: Task[Any]) -> object:
-        raise self.error
 
 
 class Descriptor:
@@ -599,7 +440,7 @@ class Descriptor:
             if bits & ERROR and (
                 (rop is not None and rop.takes_error) or (wop is not None and wop.takes_error)
             ):
-                code = _socket_error(self.sock)
+                code = socket_error(self.sock)
                 if code:
                     # The socket error completes every parked op; an
                     # empty slot caches the readiness so the next op's own

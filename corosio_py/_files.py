@@ -21,8 +21,8 @@ from ._buffers import byte_view as _byte_view
 from ._buffers import view as _view
 from ._cancel import check_token
 from ._context import IOContext
-from ._descriptor import FailedOp
 from ._fileio import ANY, READ, WRITE, FileOp, OpenFile, ReadyOp, closed_file
+from ._io_ops import FailedOp
 
 if TYPE_CHECKING:
     from ._cancel import StopToken

@@ -9,7 +9,9 @@ from typing import Any, final
 
 from ._errors import Cancelled
 from ._ops import PENDING, Operation
-from ._tasks import CancelScope, Task, _require_task, spawn
+from ._spawn import _require_task, spawn
+from ._task_ops import CancelScope
+from ._tasks import Task
 
 __all__ = ("TaskGroup", "gather")
 

@@ -7,7 +7,8 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from ._context import IOContext
-from ._descriptor import Descriptor, FailedOp, closed_error
+from ._descriptor import Descriptor, closed_error
+from ._io_ops import FailedOp
 from ._options import apply_presets
 from ._wait import wait_op
 

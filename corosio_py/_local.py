@@ -22,15 +22,9 @@ from typing import TYPE_CHECKING, Any, Final, cast, final
 from ._buffers import read_size, view
 from ._context import IOContext
 from ._datagram import DatagramSocket
-from ._descriptor import (
-    MSG_NOSIGNAL,
-    WOULD_BLOCK,
-    Descriptor,
-    DescriptorOp,
-    FailedOp,
-    closed_error,
-)
+from ._descriptor import MSG_NOSIGNAL, WOULD_BLOCK, Descriptor, DescriptorOp, closed_error
 from ._endpoint import Addressing
+from ._io_ops import FailedOp
 from ._sockbase import SocketBase
 from ._stream import StreamSocket
 

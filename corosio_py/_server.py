@@ -16,7 +16,8 @@ from ._acceptor import AcceptorBase, TCPAcceptor
 from ._context import IOContext
 from ._endpoint import IP, Addressing, Endpoint
 from ._errors import Cancelled
-from ._tasks import Task, spawn
+from ._spawn import spawn
+from ._tasks import Task
 from ._timer import sleep
 from ._tls_server import tls_handler
 

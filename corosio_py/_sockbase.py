@@ -20,9 +20,10 @@ import sys
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from ._context import IOContext
-from ._descriptor import ConnectOp, FailedOp, closed_error
+from ._descriptor import closed_error
 from ._endpoint import IP, Addressing
 from ._handle import DescriptorHandle, attach
+from ._io_ops import ConnectOp, FailedOp
 from ._options import SizeOption
 
 if TYPE_CHECKING:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._buffers import Immediate, byte_view, read_size, write_size
 from ._cancel import check_token
-from ._descriptor import FailedOp, ReadOp, WriteOp, closed_error
+from ._descriptor import closed_error
+from ._io_ops import FailedOp, ReadOp, WriteOp
 from ._sockbase import SocketBase
 
 if TYPE_CHECKING:

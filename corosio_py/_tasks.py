@@ -1,5 +1,10 @@
 """Tasks: the coroutine driver that runs ``async def`` code on an IOContext.
 
+:class:`Task` and its driver (:meth:`Task._step`).  The entry points
+(``spawn``, ``run``, ``current_task``) are in :mod:`corosio_py._spawn`; the
+small operations on tasks (joining, ``yield_now``, cancel scopes) in
+:mod:`corosio_py._task_ops`.
+
 A task is resumed by whichever thread runs its queued resumption, never by
 two threads at once: a resumption is queued only by the single party that
 completed (claimed) the operation the task was suspended on.  Everything the
@@ -20,17 +25,20 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any, Final, Generic, TypeVar, final
+from collections.abc import Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 from ._cancel import StopToken, check_token
 from ._context import Executor, IOContext
 from ._errors import Cancelled
 from ._ops import PENDING, Operation
 from ._scheduler import Handler, InvariantError, thread_state
-from ._strand import Strand
+from ._task_ops import _YIELD, _JoinOp
 
-__all__ = ("Task", "current_executor", "current_task", "run", "spawn", "yield_now")
+if TYPE_CHECKING:
+    from ._task_ops import CancelScope
+
+__all__ = ("Task",)
 
 T = TypeVar("T")
 logger = logging.getLogger("corosio_py")
@@ -486,214 +494,3 @@ _DONE_LOCKS: Final = tuple(threading.Lock() for _ in range(64))
 
 def _finished_step() -> None:
     """The resumption handler of a finished task: nothing to resume."""
-
-
-class CancelScope:
-    """A region of a task that something may cancel (a timeout, a group).
-
-    ``active`` and ``fired`` are guarded by the task's lock.
-    """
-
-    __slots__ = ("active", "fired")
-
-    def __init__(self) -> None:
-        self.active = True
-        self.fired = False
-
-
-class _JoinOp(Operation):
-    """``await task``: completes when the task is done."""
-
-    __slots__ = ("_target", "_waiter")
-
-    def __init__(self, target: Task[Any]) -> None:
-        super().__init__()
-        self._target = target
-        self._waiter: Task[Any] | None = None
-
-    def start(self, task: Task[Any]) -> object:
-        target = self._target
-        if target is task:
-            raise RuntimeError("a task cannot await itself")
-        with target._done_lock:
-            if not target._done:
-                self._waiter = task
-                target._add_callback_locked(self._on_done)
-                return PENDING
-            target._retrieved = True
-        if target._exception is not None:
-            raise target._exception
-        return target._result
-
-    def _on_done(self, target: Task[Any]) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            target._retrieved = True
-            if target._exception is not None:
-                waiter._sched.wake(waiter.wakeup(None, target._exception))
-            else:
-                waiter._sched.wake(waiter.wakeup(target._result, None))
-
-    def cancel(self, task: Task[Any]) -> bool:
-        target = self._target
-        with target._done_lock:
-            if target._done or self._waiter is not task:
-                return False
-            assert target._callbacks is not None
-            target._callbacks.remove(self._on_done)
-            self._waiter = None
-        task._sched.wake(task.wakeup(None, Cancelled()))
-        return True
-
-
-class _YieldOp(Operation):
-    """``await yield_now()``: re-queue the task behind other ready work."""
-
-    __slots__ = ()
-
-    def start(self, task: Task[Any]) -> object:
-        # No outcome (_NOTHING in the slot): a pending cancel lands here.
-        # wake, not post: a close() that ran meanwhile abandons the task.
-        task._sched.wake(task._resume_cb)
-        return PENDING
-
-
-_YIELD = _YieldOp()
-_YIELD._awaited = True  # shared by every yield_now(): never "unawaited"
-
-
-def yield_now() -> Operation:
-    """Awaitable: let other ready work run, then continue."""
-    return _YIELD
-
-
-# ---------------------------------------------------------------- entry points
-
-
-def _context_of(ctx_or_executor: object) -> IOContext:
-    if isinstance(ctx_or_executor, IOContext):
-        return ctx_or_executor
-    if isinstance(ctx_or_executor, Executor):
-        return ctx_or_executor.context
-    raise TypeError(
-        f"expected an IOContext or Executor, got {type(ctx_or_executor).__name__}"
-    )
-
-
-def spawn(ctx_or_executor: IOContext | Executor, coro: Awaitable[T]) -> Task[T]:
-    """Start ``coro`` as a task on the context; returns the :class:`Task`.
-
-    On a :class:`Strand`, every step of the task runs on that strand.
-
-    The task is queued (it never runs inline), so it counts as outstanding
-    work until it finishes.  Raises ``RuntimeError`` on a closed context.
-    """
-    ctx = _context_of(ctx_or_executor)
-    if isinstance(coro, Coroutine):
-        body: Coroutine[Any, Any, T] = coro
-    elif isinstance(coro, Awaitable):
-        if isinstance(coro, Operation):
-            # Handed over to be awaited: a cancel before the first step
-            # means it never starts, which is no "never awaited" mistake.
-            coro._awaited = True
-        body = _await(coro)  # an operation such as sleep() or read_some()
-    else:
-        raise TypeError(f"spawn() needs a coroutine or awaitable, got {type(coro).__name__}")
-    task = Task(ctx, body)
-    if isinstance(ctx_or_executor, Strand):
-        # Every step enters the strand: the strand's tasks never overlap.
-        task._executor = ctx_or_executor
-        task._resume_cb = ctx_or_executor._task_resumer(task)
-    try:
-        ctx._task_started(task)
-        ctx._sched.post(task._resume_cb)
-    except BaseException:
-        ctx._task_finished(task)
-        task._coro = None
-        body.close()
-        raise
-    return task
-
-
-async def _await(awaitable: Awaitable[T]) -> T:
-    return await awaitable
-
-
-def current_task() -> Task[Any] | None:
-    """The task running on this thread, or None outside any task."""
-    frame = thread_state.frame
-    return frame.task if frame is not None else None
-
-
-def current_executor() -> Executor:
-    """The executor the running task was spawned on (its context's
-    executor, or its strand).
-
-    :raises RuntimeError: outside a task.
-    """
-    task = current_task()
-    if task is None:
-        raise RuntimeError("current_executor() called outside a corosio_py task")
-    return task._executor
-
-
-def _require_task(what: str) -> Task[Any]:
-    task = current_task()
-    if task is None:
-        raise RuntimeError(f"{what} must be used inside a corosio_py task")
-    return task
-
-
-def run(coro: Coroutine[Any, Any, T], *, threads: int = 1, backend: str | None = None) -> T:
-    """Run ``coro`` on a new context served by ``threads`` threads.
-
-    Returns its result or raises its exception.  When it finishes the
-    context is closed: other unfinished tasks are cancelled (their
-    coroutines closed).
-
-    :raises TypeError: for a non-coroutine or a non-int ``threads``.
-    :raises ValueError: for ``threads < 1`` or an unknown ``backend``
-        (``coro`` is closed, so no "never awaited" warning follows).
-    """
-    if not isinstance(coro, Coroutine):
-        raise TypeError(f"run() needs a coroutine, got {type(coro).__name__}")
-    try:
-        # The coroutine is closed on every refusal: never "never awaited".
-        if isinstance(threads, bool) or not isinstance(threads, int):
-            raise TypeError(f"threads must be an int, not {type(threads).__name__}")
-        if threads < 1:
-            raise ValueError(f"threads must be >= 1, not {threads}")
-        ctx = IOContext(backend=backend)
-    except BaseException:
-        coro.close()
-        raise
-    with ctx:
-        main = spawn(ctx, coro)
-        main.add_done_callback(lambda _: ctx.stop())
-        errors: list[BaseException] = []
-
-        def serve() -> None:
-            while not main.done() and not ctx.stopped():
-                try:
-                    ctx.run()
-                except BaseException as error:  # a posted function raised
-                    errors.append(error)
-                    ctx.stop()
-
-        workers = [
-            threading.Thread(target=serve, name=f"corosio-run-{i}", daemon=True)
-            for i in range(1, threads)
-        ]
-        for worker in workers:
-            worker.start()
-        try:
-            serve()
-        finally:
-            ctx.stop()
-            for worker in workers:
-                worker.join()
-        if errors and not main.done():
-            raise errors[0]
-        if not main.done():
-            raise RuntimeError("the context stopped before the coroutine finished")
-        return main.result()

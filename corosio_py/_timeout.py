@@ -9,7 +9,9 @@ from typing import Any, final
 from . import _validate
 from ._errors import Cancelled
 from ._scheduler import Handler
-from ._tasks import CancelScope, Task, _require_task
+from ._spawn import _require_task
+from ._task_ops import CancelScope
+from ._tasks import Task
 
 __all__ = ("timeout",)
 

@@ -38,7 +38,7 @@ from ._cancel import check_token
 from ._descriptor import closed_error
 from ._errors import Cancelled
 from ._handle import DescriptorHandle
-from ._tasks import yield_now
+from ._task_ops import yield_now
 from ._tls_engine import TLSEngine, eof_error
 from ._tls_role import RoleWait
 from ._tls_write import WANT_READ, SealedWrite, plaintext

@@ -43,7 +43,7 @@ import threading
 from typing import Any, Final, cast
 
 from ._errors import Cancelled
-from ._tasks import spawn
+from ._spawn import spawn
 from ._tls_role import Role, RoleWait
 
 __all__ = ("ORPHANED", "RECV_FIRST", "RECV_MAX", "TLSEngine", "consume", "eof_error")

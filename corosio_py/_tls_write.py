@@ -15,7 +15,8 @@ import ssl
 from typing import TYPE_CHECKING, Any, Final
 
 from ._buffers import byte_view as _byte_view
-from ._descriptor import MSG_NOSIGNAL, WOULD_BLOCK, Descriptor, WriteOp, closed_error
+from ._descriptor import MSG_NOSIGNAL, WOULD_BLOCK, Descriptor, closed_error
+from ._io_ops import WriteOp
 
 if TYPE_CHECKING:
     from ._tasks import Task

@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 
 from ._errors import Cancelled
 from ._group import _wait_all_shielded, _Watch
-from ._tasks import Task, _require_task, spawn
+from ._spawn import _require_task, spawn
+from ._tasks import Task
 from ._timeout import timeout
 
 __all__ = ("shield", "wait_for")

@@ -109,13 +109,8 @@ class _AsyncioServer(_Server):
     def __init__(self, args: RunArgs, tls: ssl.SSLContext | None = None) -> None:
         import asyncio
 
-        from corosio_py.examples.http_server import (
-            BODY,
-            MAX_HEADER,
-            HTTPStats,
-            _parse_head,
-            _response,
-        )
+        from corosio_py.examples.http_parse import MAX_HEADER, parse_head
+        from corosio_py.examples.http_server import BODY, HTTPStats, _response
 
         self._stats = stats = HTTPStats()
         ready = threading.Event()
@@ -138,7 +133,7 @@ class _AsyncioServer(_Server):
                         await writer.drain()
                         return
                     try:
-                        method, target, version, headers = _parse_head(head[:-4])
+                        method, target, version, headers = parse_head(head[:-4])
                         length = int(headers.get("content-length", "0"))
                     except ValueError:
                         writer.write(_response("400 Bad Request", b"", False, "text/plain"))
