@@ -56,7 +56,6 @@ from ._sleep import FdSleepSignal
 from ._timers import TimerWaiter
 
 _monotonic = time.monotonic
-_allocate_lock = threading.Lock
 
 #: Handlers a thread may run from its own private queue before it visits the
 #: lock again (to publish, give the reactor its turn and see a stop).
