@@ -186,6 +186,7 @@ def write_png(
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("matplotlib is not installed: no chart (pip install -e '.[bench]')")
         return None
@@ -211,6 +212,9 @@ def write_png(
         values = [r.get(column) or math.nan for _, r in groups]
         ax.bar(xs, values, width=width, label=f"vs {column}", color=color)
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(matplotlib.ticker.FixedLocator([0.125, 0.25, 0.5, 1, 2, 4, 8]))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%gx"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(groups)), [label for label, _ in groups], fontsize=6, rotation=45,
                   ha="right")
