@@ -153,6 +153,10 @@ class _FileHandle:
     __slots__ = ("__weakref__", "_ctx", "_file")
 
     def __init__(self, ctx: IOContext) -> None:
+        """Create a closed file on ``ctx`` (see :meth:`open`).
+
+        :raises TypeError: when ``ctx`` is not an :class:`IOContext`.
+        """
         if not isinstance(ctx, IOContext):
             raise TypeError(f"{type(self).__name__} needs an IOContext, got {type(ctx).__name__}")
         self._ctx = ctx
@@ -366,13 +370,6 @@ class StreamFile(_FileHandle):
 
     __slots__ = ()
 
-    def __init__(self, ctx: IOContext) -> None:
-        """Create a closed file on ``ctx`` (see :meth:`open`).
-
-        :raises TypeError: when ``ctx`` is not an :class:`IOContext`.
-        """
-        super().__init__(ctx)
-
     def read_some(self, buffer: Any, *, stop_token: StopToken | None = None) -> Operation:
         """Awaitable: read into ``buffer`` from the position; returns the
         byte count, 0 at the end of the file (an empty buffer gives 0 at once).
@@ -461,13 +458,6 @@ class RandomAccessFile(_FileHandle):
     """
 
     __slots__ = ()
-
-    def __init__(self, ctx: IOContext) -> None:
-        """Create a closed file on ``ctx`` (see :meth:`open`).
-
-        :raises TypeError: when ``ctx`` is not an :class:`IOContext`.
-        """
-        super().__init__(ctx)
 
     def read_some_at(
         self, offset: int, buffer: Any, *, stop_token: StopToken | None = None

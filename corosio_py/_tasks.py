@@ -127,7 +127,7 @@ class Task(Generic[T]):
         self._wakeups = 0  # COROSIO_DEBUG: completions queued since the last resume
         # Written once, before the task is queued: where it runs (the
         # context's executor or a strand); current_executor() returns it.
-        self._executor: Executor = ctx.executor
+        self._executor: Executor = ctx._executor
 
     # ------------------------------------------------------------ public API
 

@@ -6,7 +6,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from tools.bench._harness import RunArgs, corosio_context, new_event_loop, now
+from tools.bench._harness import (
+    Impl,
+    RunArgs,
+    asyncio_backend_label,
+    corosio_context,
+    new_event_loop,
+    now,
+    trio_backend_label,
+)
 
 #: (elapsed seconds, a checked count or checksum)
 Result = tuple[float, int]
@@ -42,3 +50,14 @@ def run_async(args: RunArgs, main: Callable[[], Coroutine[Any, Any, Result]]) ->
         return loop.run_until_complete(main())  # type: ignore[no-any-return]
     finally:
         loop.close()
+
+
+def coordination_impls() -> tuple[Impl, ...]:
+    """The implementations every coordination workload compares."""
+    return (
+        Impl("corosio_py", "corosio_py", all_backends=False),
+        Impl("corosio_py_hint1", "corosio_py", all_backends=False),
+        Impl("asyncio", "asyncio", backend=asyncio_backend_label()),
+        Impl("uvloop", "uvloop", backend="libuv"),
+        Impl("trio", "trio", backend=trio_backend_label(), quick=False),
+    )

@@ -17,16 +17,13 @@ from typing import Any
 
 from tools.bench._harness import (
     Figure,
-    Impl,
     Measurement,
     RunArgs,
     Workload,
-    asyncio_backend_label,
     check,
-    trio_backend_label,
     worker_main,
 )
-from tools.bench._sync_runners import Result, run_async, timed_rounds
+from tools.bench._sync_runners import Result, coordination_impls, run_async, timed_rounds
 
 
 def _body(args: RunArgs, make_lock: Callable[[], Any]) -> Callable[[], Coroutine[Any, Any, Result]]:
@@ -68,13 +65,7 @@ WORKLOAD = Workload(
     name="sync_lock",
     title="uncontended lock acquire+release in one task",
     figures=(Figure("rounds_per_s", "acquire+release/s", "rounds/s"),),
-    impls=(
-        Impl("corosio_py", "corosio_py", all_backends=False),
-        Impl("corosio_py_hint1", "corosio_py", all_backends=False),
-        Impl("asyncio", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop", "uvloop", backend="libuv"),
-        Impl("trio", "trio", backend=trio_backend_label(), quick=False),
-    ),
+    impls=coordination_impls(),
     sizes={"full": {"m": 1_000_000}, "quick": {"m": 200_000}},
     run=run,
 )

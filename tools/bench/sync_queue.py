@@ -15,17 +15,14 @@ from __future__ import annotations
 
 from tools.bench._harness import (
     Figure,
-    Impl,
     Measurement,
     RunArgs,
     Workload,
-    asyncio_backend_label,
     check,
     now,
-    trio_backend_label,
     worker_main,
 )
-from tools.bench._sync_runners import Result, run_async
+from tools.bench._sync_runners import Result, coordination_impls, run_async
 
 MAXSIZE = 64
 
@@ -122,13 +119,7 @@ WORKLOAD = Workload(
     name="sync_queue",
     title="items through a bounded queue (64) between two tasks",
     figures=(Figure("items_per_s", "items/s", "items/s"),),
-    impls=(
-        Impl("corosio_py", "corosio_py", all_backends=False),
-        Impl("corosio_py_hint1", "corosio_py", all_backends=False),
-        Impl("asyncio", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop", "uvloop", backend="libuv"),
-        Impl("trio", "trio", backend=trio_backend_label(), quick=False),
-    ),
+    impls=coordination_impls(),
     sizes={"full": {"n": 1_000_000}, "quick": {"n": 200_000}},
     run=run,
 )
