@@ -6,8 +6,9 @@ count says how much was stored), every send is one datagram (an empty one
 is a valid, empty datagram), and there is no ``read_exactly``.
 
 The receive and send operations park in the descriptor's read and write
-slots like the stream operations do, but never skip their first system call:
-a short datagram says nothing about what else is queued.
+slots like the stream operations do.  A short datagram says nothing about
+what else is queued, so a receive skips its first system call only after a
+poll found the queue empty (:meth:`Descriptor.input_empty`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,27 @@ if TYPE_CHECKING:
 __all__ = ("DatagramSocket",)
 
 
-class _RecvFromOp(DescriptorOp):
+class _ReceiveOp(DescriptorOp):
+    """What the two datagram receives share: when the first attempt may be
+    skipped (see "When a read may park without trying its system call" in
+    :mod:`corosio_py._descriptor`)."""
+
+    __slots__ = ()
+
+    def may_skip_attempt(self) -> bool:
+        desc = self.desc
+        return desc.drained and not desc.read_ready and not desc.hup
+
+    def note_received(self) -> None:
+        """After a datagram was taken (``desc.lock`` held): a receive that
+        had parked (``task`` set) was completed by a readiness report, and
+        an empty queue now lets the next receive park without trying."""
+        desc = self.desc
+        if self.task is not None and desc.edge:
+            desc.drained = desc.input_empty()
+
+
+class _RecvFromOp(_ReceiveOp):
     """``recv_from``: one datagram into the buffer, with its sender."""
 
     __slots__ = ("buf", "decode")
@@ -52,10 +73,11 @@ class _RecvFromOp(DescriptorOp):
             n, address = self.desc.sock.recvfrom_into(self.buf)
         except BlockingIOError:
             return WOULD_BLOCK
+        self.note_received()
         return n, self.decode(address)
 
 
-class _RecvOp(DescriptorOp):
+class _RecvOp(_ReceiveOp):
     """``recv`` on a connected socket: one datagram into the buffer."""
 
     __slots__ = ("buf",)
@@ -68,9 +90,11 @@ class _RecvOp(DescriptorOp):
 
     def attempt(self) -> object:
         try:
-            return self.desc.sock.recv_into(self.buf)
+            n = self.desc.sock.recv_into(self.buf)
         except BlockingIOError:
             return WOULD_BLOCK
+        self.note_received()
+        return n
 
 
 class _SendToOp(DescriptorOp):
@@ -114,13 +138,6 @@ class DatagramSocket(SocketBase):
 
     __slots__ = ()
 
-    def _desc_for(self, endpoint: Any) -> Descriptor:
-        """The open descriptor, opening one of ``endpoint``'s family if needed."""
-        desc = self._desc
-        if desc is None or not desc.is_open:
-            desc = self._open(self._addressing.family(endpoint))
-        return desc
-
     def _receiving(self, buffer: Any, what: str, *, connected: bool) -> Descriptor:
         """The descriptor a receive into ``buffer`` uses (checks the buffer,
         that the socket is open, and when asked that it is connected)."""
@@ -161,9 +178,11 @@ class DatagramSocket(SocketBase):
                 if gather:
                     raise TypeError("send_to needs one bytes-like object, not a list")
             addressing = self._addressing
-            ep = addressing.check(endpoint)
-            desc = self._desc_for(ep)
-            return _SendToOp(desc, data, addressing.to_sockaddr(ep), stop_token)
+            desc = self._desc
+            # ``fd`` read unlocked: a hint, the start re-checks it under the lock.
+            if desc is None or desc.fd < 0:
+                desc = self._open(addressing.family(addressing.check(endpoint)))
+            return _SendToOp(desc, data, addressing.sockaddr_of(endpoint), stop_token)
         except (TypeError, ValueError, OSError, RuntimeError) as error:
             return FailedOp(error, stop_token)
 

@@ -42,6 +42,13 @@ came with the last data would bring no further edge and the read would park
 forever.)  A local ``shutdown`` disables it too.  Level-triggered backends
 watch a parked read's fd, so a skipped attempt costs them nothing.
 
+A datagram's size says nothing about what else is queued, so a datagram
+receive learns it differently: when a readiness report completes a parked
+receive, :meth:`Descriptor.input_empty` polls the fd once, and an empty
+queue sets ``drained``.  One cheap poll replaces the failed ``recvfrom``
+(and its exception) of the next receive of an echo or request/response
+exchange; a receive that completes at once (a busy queue) never polls.
+
 Exactly once
 ------------
 Every system call on the fd runs under ``lock`` after checking ``fd >= 0``,
@@ -60,6 +67,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import threading
 from collections import deque
@@ -202,6 +210,7 @@ class Descriptor:
         "read_ready",
         "write_ready",
         "drained",
+        "probe",
         "hup",
         "local",
         "remote",
@@ -221,6 +230,7 @@ class Descriptor:
         self.read_ready = False  # (lock)
         self.write_ready = False  # (lock)
         self.drained = False  # the last recv came back short, no edge since (lock)
+        self.probe: select.poll | None = None  # see input_empty (lock)
         self.hup = False  # a hang-up or error was ever reported, or shut down (lock)
         self.local: Endpoint | None = None  # cached endpoints (lock)
         self.remote: Endpoint | None = None
@@ -250,6 +260,20 @@ class Descriptor:
             if self.fd < 0:
                 raise closed_error()
             return fn(self.sock, *args)
+
+    def input_empty(self) -> bool:
+        """Whether nothing is queued to read right now (``lock`` held, fd open).
+
+        A zero-timeout ``poll`` of this one fd: datagram receives use it to
+        learn that the queue is empty, which a datagram's size cannot tell
+        (``FIONREAD`` cannot either: it reports 0 for a queued empty
+        datagram).  The poll object is made on first use and kept.
+        """
+        probe = self.probe
+        if probe is None:
+            probe = self.probe = select.poll()
+            probe.register(self.fd, select.POLLIN)
+        return not probe.poll(0)
 
     # ---------------------------------------------------------- initiation
 
@@ -365,6 +389,7 @@ class Descriptor:
             claimed = self._claim_all_locked()
             self.read_ready = self.write_ready = False
             self.local = self.remote = None
+            self.probe = None
         # fd is -1 under the lock, so no system call can start on it any
         # more; deregister before the number can be reused by another open.
         self.reactor.deregister(fd)
@@ -380,6 +405,7 @@ class Descriptor:
             self.fd = -1
             self._claim_all_locked()
             self.read_ready = self.write_ready = False
+            self.probe = None
         try:
             self.reactor.deregister(fd)
         finally:

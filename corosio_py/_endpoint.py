@@ -18,6 +18,7 @@ __all__ = (
     "as_endpoint",
     "from_sockaddr",
     "from_sockaddr_cached",
+    "sockaddr_of",
     "to_sockaddr",
     "to_sockaddr_cached",
 )
@@ -130,6 +131,30 @@ def from_sockaddr_cached(sockaddr: Any) -> Endpoint:
     return endpoint
 
 
+#: Endpoint objects already validated and converted, keyed by ``id``: a
+#: datagram server sends to the very object its receive returned, and hashing
+#: an :class:`Endpoint` runs ``ipaddress``'s Python-level ``__hash__``.  The
+#: value holds the endpoint, so its id cannot be reused while it is cached
+#: (the ``is`` check rejects a stale entry all the same).  Same dict rules as
+#: above.
+_SEEN: dict[int, tuple[Endpoint, tuple[Any, ...]]] = {}
+
+
+def sockaddr_of(value: object) -> tuple[Any, ...]:
+    """Validate ``value`` (:func:`as_endpoint`) and convert it
+    (:func:`to_sockaddr`), remembering the endpoint objects seen last."""
+    entry = _SEEN.get(id(value))
+    if entry is not None and entry[0] is value:
+        return entry[1]
+    endpoint = as_endpoint(value)
+    sockaddr = to_sockaddr_cached(endpoint)
+    if endpoint is value:  # only validated Endpoint objects are remembered
+        if len(_SEEN) >= _CACHE_LIMIT:
+            _SEEN.clear()
+        _SEEN[id(value)] = (endpoint, sockaddr)
+    return sockaddr
+
+
 def to_sockaddr_cached(endpoint: Endpoint) -> tuple[Any, ...]:
     """:func:`to_sockaddr`, remembered for the busiest peers."""
     sockaddr = _TO_CACHE.get(endpoint)
@@ -169,6 +194,11 @@ class Addressing:
         """The endpoint for what the ``socket`` module returned."""
         raise NotImplementedError
 
+    def sockaddr_of(self, value: object) -> Any:
+        """``to_sockaddr(check(value))``: what a send to ``value`` passes to
+        the ``socket`` module (``TypeError``/``ValueError`` as :meth:`check`)."""
+        return self.to_sockaddr(self.check(value))
+
 
 class _IPAddressing(Addressing):
     """:class:`Endpoint` values (an IP address and a port)."""
@@ -188,6 +218,9 @@ class _IPAddressing(Addressing):
 
     def from_sockaddr(self, sockaddr: Any) -> Endpoint:
         return from_sockaddr_cached(sockaddr)
+
+    def sockaddr_of(self, value: object) -> tuple[Any, ...]:
+        return sockaddr_of(value)
 
 
 #: The addressing of TCP and UDP sockets.

@@ -198,6 +198,47 @@ def test_cancel_parked_recv_keeps_later_datagram(backend: str) -> None:
     assert run(backend, main) == b"after"
 
 
+def test_every_datagram_of_a_burst_is_received_and_later_ones_wake(backend: str) -> None:
+    """A parked receive woken by one readiness report for a burst of three
+    datagrams (one empty): the queue is not empty after the first, so the
+    next receives must try their system call; once a woken receive found the
+    queue empty the next one parks without trying, and a later datagram must
+    still wake it (no readiness is lost to the skipped attempt)."""
+
+    async def main() -> list[bytes]:
+        ctx = context()
+        a = UDPSocket(ctx)
+        peer = _peer()
+        got: list[bytes] = []
+
+        async def receive(count: int) -> None:
+            buf = bytearray(16)
+            for _ in range(count):
+                n, _ = await a.recv_from(buf)
+                got.append(bytes(buf[:n]))
+
+        try:
+            a.bind(LOOPBACK)
+            target = a.local_endpoint()
+            sockaddr = (str(target.address), target.port)
+            task = cio.spawn(ctx, receive(3))
+            await parked(a)
+            for payload in (b"a", b"", b"c"):  # queued before the reactor looks
+                peer.sendto(payload, sockaddr)
+            await task
+            for payload in (b"d", b"e", b"f"):  # one at a time, each into a parked receive
+                task = cio.spawn(ctx, receive(1))
+                await parked(a)
+                peer.sendto(payload, sockaddr)
+                await task
+            return got
+        finally:
+            a.close()
+            peer.close()
+
+    assert run(backend, main) == [b"a", b"", b"c", b"d", b"e", b"f"]
+
+
 def test_close_completes_parked_ops_with_cancelled(backend: str) -> None:
     async def main() -> None:
         ctx = context()
