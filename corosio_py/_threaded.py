@@ -177,17 +177,23 @@ class ThreadedScheduler(IdleThreads):
                 return
             self._lock.acquire()
             try:
-                self._outstanding += 1 + WORK_RESERVE
+                self._outstanding += 1
+                self._take_reserve_locked(frame)
             finally:
                 self._lock.release()
-            frame.work -= WORK_RESERVE
-            frame.reserve = WORK_RESERVE
             return
         self._lock.acquire()
         try:
             self._outstanding += 1
         finally:
             self._lock.release()
+
+    def _take_reserve_locked(self, frame: Frame) -> None:
+        """Count ``WORK_RESERVE`` units globally for ``frame`` to use (see
+        :meth:`work_started`); its next publish gives back what is unused."""
+        self._outstanding += WORK_RESERVE
+        frame.work -= WORK_RESERVE
+        frame.reserve = WORK_RESERVE
 
     def guard_started(self) -> None:
         """A user's unit of work (a guard, ``on_work_started``): refused once closed."""
@@ -487,6 +493,20 @@ class ThreadedScheduler(IdleThreads):
                     return handler
                 if not self._run_reactor_locked(frame, deadline, poll):
                     return None
+                if (
+                    frame.inbox
+                    and not self._stopped
+                    and self._watcher is not frame
+                    and not _interrupt.MAIN.pending
+                ):
+                    # Our completions, straight after the pass: nothing of
+                    # ours ran since the publish above, so the checks at the
+                    # top have nothing new to find.  Their tasks mostly park
+                    # again: take the reserve now, while the lock is held,
+                    # rather than on the first park.
+                    if not frame.reserve:
+                        self._take_reserve_locked(frame)
+                    return frame.inbox.popleft()
                 continue
             # The sentinel is with another thread and nothing is queued.
             if not self.gil and self._steal_locked(frame, self._frames):

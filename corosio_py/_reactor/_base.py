@@ -167,10 +167,14 @@ class ReactorBase:
     to ``__init__`` and implements :meth:`wait` plus three hooks on its OS
     object: :meth:`_watch`, :meth:`_unwatch` and :meth:`_release`.
 
-    Lock discipline: ``_lock`` (the map lock) guards the map and the closed
-    flag.  ``_watch`` and ``_unwatch`` run under it, so a target is in the
-    map by the time the OS can report its fd (epoll reports a ready fd at
-    registration), and :meth:`_lookup` reads the map under it.  The wake-up
+    Lock discipline: ``_lock`` (the map lock) guards changes to the map and
+    the closed flag; ``_watch`` and ``_unwatch`` run under it.  A target
+    enters the map *before* its fd is watched, so it is there by the time
+    the OS can report the fd (epoll reports a ready fd at registration), and
+    :meth:`_lookup` reads the map without the lock: one ``dict.get`` is
+    atomic (also without the GIL), and a lookup racing a deregistration
+    either finds the target, whose ``on_ready`` then sees it closed, or
+    drops the report -- both harmless.  The wake-up
     has its own lock; the two are never held together.  Both are leaves: no
     other lock is taken while either is held.
 
@@ -186,7 +190,8 @@ class ReactorBase:
         """Take ownership of ``waker`` (closed by :meth:`close`)."""
         self._waker = waker
         self._lock = threading.Lock()
-        self._targets: dict[int, ReadinessTarget] = {}  # guarded by _lock
+        # Changed under _lock; read without it by _lookup (see above).
+        self._targets: dict[int, ReadinessTarget] = {}
         self._closed = False  # guarded by _lock
 
     def _watch(self, fd: int) -> None:
@@ -212,8 +217,17 @@ class ReactorBase:
         with self._lock:
             if self._closed:
                 raise ValueError(f"{self.name} reactor is closed")
-            self._watch(fd)
-            self._targets[fd] = target
+            targets = self._targets
+            previous = targets.get(fd)
+            targets[fd] = target  # before the OS may report it
+            try:
+                self._watch(fd)
+            except BaseException:
+                if previous is None:
+                    del targets[fd]
+                else:  # EEXIST: the fd's registration stands
+                    targets[fd] = previous
+                raise
 
     def deregister(self, fd: int) -> None:
         """Stop watching ``fd``; unknown fds and errors are ignored."""
@@ -248,15 +262,14 @@ class ReactorBase:
         ready: list[tuple[ReadinessTarget, int]] = []
         woken = False
         wake_fd = self._waker.fd
-        targets = self._targets  # never rebound, only read under the lock
-        with self._lock:
-            for fd, mask in events:
-                if fd == wake_fd:
-                    woken = True
-                    continue
-                target = targets.get(fd)
-                if target is not None and (bits := to_bits[mask]):
-                    ready.append((target, bits))
+        get = self._targets.get  # never rebound; read unlocked (class docstring)
+        for fd, mask in events:
+            if fd == wake_fd:
+                woken = True
+                continue
+            target = get(fd)
+            if target is not None and (bits := to_bits[mask]):
+                ready.append((target, bits))
         if woken:
             self._waker.consume()
         return ready
