@@ -209,6 +209,7 @@ class Descriptor:
         "write_busy",
         "read_ready",
         "write_ready",
+        "writes_watched",
         "drained",
         "probe",
         "hup",
@@ -229,6 +230,9 @@ class Descriptor:
         self.write_busy = False  # (lock)
         self.read_ready = False  # (lock)
         self.write_ready = False  # (lock)
+        # The reactor reports writability (edge backends: after the first
+        # write that would block; see ReactorBase.watch_writes) (lock).
+        self.writes_watched = not self.edge
         self.drained = False  # the last recv came back short, no edge since (lock)
         self.probe: select.poll | None = None  # see input_empty (lock)
         self.hup = False  # a hang-up or error was ever reported, or shut down (lock)
@@ -321,6 +325,10 @@ class Descriptor:
                 else:
                     self.read_ready = False
             if result is WOULD_BLOCK:
+                if write and not self.writes_watched:
+                    # Before parking: a refusal fails the op, nothing parked.
+                    self.reactor.watch_writes(self.fd)
+                    self.writes_watched = True
                 self.sched.work_started()
                 op.task = task
                 if write:

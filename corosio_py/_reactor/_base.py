@@ -124,6 +124,11 @@ class Reactor(Protocol):
         """
         ...
 
+    def watch_writes(self, fd: int) -> None:
+        """Edge-triggered backends report writability only from this call
+        on (a no-op for poll/select, which ask ``wants_write``)."""
+        ...
+
     def interrupt(self) -> None:
         """Make the current or the next :meth:`wait` return at once.
 
@@ -238,7 +243,24 @@ class ReactorBase:
             self._waker.signal()
 
     def interest_changed(self) -> None:
-        """Do nothing: the edge-triggered backends watch both directions."""
+        """Do nothing: the edge-triggered backends watch reads from the start
+        and writes from :meth:`watch_writes` on."""
+
+    def watch_writes(self, fd: int) -> None:
+        """Edge-triggered backends: report ``fd``'s writability from now on.
+
+        A descriptor is registered for reads only, and asks for writes the
+        first time a write (or connect) would block.  Every send frees
+        buffer space when its data is acknowledged, so a socket watched for
+        writes from the start reports an edge after most sends, which costs
+        a wake-up and a lookup per request for nothing where writes never
+        block.  Adding the interest reports the fd at once if it is
+        writable already, so a state that changed since the failed attempt
+        is not lost.  Level-triggered backends ask for writes per pass
+        instead (``wants_write``): nothing to do here.
+
+        :raises OSError: when the OS refuses the change.
+        """
 
     def interrupt(self) -> None:
         """Make the current or next ``wait`` return; a no-op once closed.

@@ -14,8 +14,9 @@ Facts about epoll
 
 What this means for corosio_py
 ------------------------------
-* Every descriptor is registered once, for both directions, edge-triggered;
-  ``interest_changed`` has nothing to do.
+* Every descriptor is registered once, edge-triggered, for reads; the
+  first write that would block adds writes (``watch_writes``), and they
+  stay.  ``interest_changed`` has nothing to do.
 * The interrupt is an eventfd registered ``EPOLLIN | EPOLLET``
   (:class:`~._wake.EventFdWaker`; upstream does the same in
   ``src/corosio/src/detail/epoll/scheduler.cpp``).  An unread eventfd stays
@@ -42,16 +43,13 @@ assert sys.platform == "linux", "the epoll backend needs Linux"
 
 from ._wake import EventFdWaker  # noqa: E402 -- Linux only, like the assert
 
-#: What every descriptor is registered for (both directions, edge-triggered,
-#: plus RDHUP to hear of a half-close).
+#: What every descriptor is registered for (reads, edge-triggered, plus
+#: RDHUP to hear of a half-close); writes are added by ``watch_writes``.
 _REGISTER_MASK: Final = (
-    select.EPOLLIN
-    | select.EPOLLOUT
-    | select.EPOLLET
-    | select.EPOLLERR
-    | select.EPOLLHUP
-    | select.EPOLLRDHUP
+    select.EPOLLIN | select.EPOLLET | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
 )
+#: The mask once a write has blocked.
+_WRITES_MASK: Final = _REGISTER_MASK | select.EPOLLOUT
 
 #: How each epoll bit translates; hang-ups and errors wake both directions so
 #: parked operations retry their system call and see EOF or the error.
@@ -100,6 +98,11 @@ class EpollReactor(ReactorBase):
     def _watch(self, fd: int) -> None:
         # EBADF, EEXIST, or EPERM for a regular file: raised to register().
         self._epoll.register(fd, _REGISTER_MASK)
+
+    def watch_writes(self, fd: int) -> None:
+        """Add ``EPOLLOUT`` (see :meth:`ReactorBase.watch_writes`); a modify
+        reports a writable fd at once."""
+        self._epoll.modify(fd, _WRITES_MASK)
 
     def _unwatch(self, fd: int) -> bool:
         try:

@@ -14,9 +14,10 @@ Facts about kqueue
 
 What this means for corosio_py
 ------------------------------
-* Each descriptor gets READ and WRITE filters with ``EV_ADD | EV_CLEAR``,
-  added under the map lock of :class:`~._base.ReactorBase`; the two events
-  of one fd in a batch collapse into one ``(target, bits)`` pair.
+* Each descriptor gets a READ filter with ``EV_ADD | EV_CLEAR``, added
+  under the map lock of :class:`~._base.ReactorBase`, and a WRITE filter
+  the first time a write blocks (``watch_writes``); the two events of one
+  fd in a batch collapse into one ``(target, bits)`` pair.
 * The interrupt is a user event, ident 0, triggered with ``NOTE_TRIGGER``
   (:class:`~._wake.UserEventWaker`, as in upstream's
   ``src/corosio/src/detail/kqueue/scheduler.cpp``).  Where its filter value
@@ -226,12 +227,17 @@ class KqueueReactor(ReactorBase):
         # Raises OSError (EBADF for a bad fd) after removing any filter
         # already added.
         flags = self._api.ev_add | self._api.ev_clear
-        changes = [self._api.kevent(fd, filt, flags) for filt in self._fd_filters]
         try:
-            self._kq.control(changes, 0)
+            self._kq.control([self._api.kevent(fd, self._api.filter_read, flags)], 0)
         except BaseException:
             self._unwatch(fd)
             raise
+
+    def watch_writes(self, fd: int) -> None:
+        """Add the WRITE filter (see :meth:`ReactorBase.watch_writes`); a
+        filter added to a writable fd fires at once."""
+        flags = self._api.ev_add | self._api.ev_clear
+        self._kq.control([self._api.kevent(fd, self._api.filter_write, flags)], 0)
 
     def _unwatch(self, fd: int) -> bool:
         # One call per filter: a failing change stops kevent() from applying

@@ -66,6 +66,14 @@ class Target:
         raise AssertionError("reactors never call on_ready")
 
 
+def register(reactor: Reactor, fd: int, target: object) -> None:
+    """Register ``target`` the way a descriptor ends up watched: writes too
+    when it wants them (edge-triggered backends add them on demand)."""
+    reactor.register(fd, target)
+    if getattr(target, "write", False):
+        reactor.watch_writes(fd)
+
+
 def _is_edge_triggered(name: str) -> bool:
     reactor = create_reactor(name)
     try:
@@ -219,7 +227,7 @@ def test_huge_timeout_reports_readiness(
 ) -> None:
     a, b = pair
     target = Target(read=True, write=False)
-    reactor.register(b.fileno(), target)
+    register(reactor, b.fileno(), target)
     settle(reactor)
     a.send(b"x")
     events, elapsed = timed_wait(reactor, timeout)
@@ -268,7 +276,7 @@ def test_close_is_idempotent_and_interrupt_after_close_is_ignored(reactor: React
 def test_read_readiness(reactor: Reactor, pair: tuple[socket.socket, socket.socket]) -> None:
     a, b = pair
     target = Target(read=True, write=False)
-    reactor.register(b.fileno(), target)
+    register(reactor, b.fileno(), target)
     settle(reactor)
     a.send(b"x")
     assert wait_until(reactor, target, READ) & READ
@@ -296,7 +304,22 @@ def test_write_readiness_on_connected_socket(
 ) -> None:
     a, _ = pair
     target = Target(read=False, write=True)
+    register(reactor, a.fileno(), target)
+    assert wait_until(reactor, target, WRITE) & WRITE
+
+
+def test_edge_backends_report_writes_only_once_asked(
+    reactor: Reactor, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, _ = pair
+    target = Target(read=True, write=False)
     reactor.register(a.fileno(), target)
+    if type(reactor).edge_triggered:
+        # Registered for reads only: a writable socket is not reported ...
+        assert bits_for(reactor.wait(0.05), target) & WRITE == 0
+    # ... until writes are asked for, which reports the writable fd at once.
+    target.write = True
+    reactor.watch_writes(a.fileno())
     assert wait_until(reactor, target, WRITE) & WRITE
 
 
@@ -306,7 +329,7 @@ def test_one_report_per_target_per_pass(
     a, b = pair
     a.send(b"x")
     target = Target(read=True, write=True)
-    reactor.register(b.fileno(), target)
+    register(reactor, b.fileno(), target)
     events = reactor.wait(LONG)
     assert [t for t, _ in events].count(target) == 1
     assert bits_for(events, target) & (READ | WRITE) == READ | WRITE
@@ -321,7 +344,7 @@ def test_one_pass_harvests_every_ready_target_into_a_list(reactor: Reactor) -> N
         targets = [Target(read=True, write=False) for _ in pairs]
         for (_, b), target in zip(pairs, targets, strict=True):
             b.setblocking(False)
-            reactor.register(b.fileno(), target)
+            register(reactor, b.fileno(), target)
         settle(reactor)
         for a, _ in pairs:
             a.send(b"x")
@@ -340,7 +363,7 @@ def test_peer_close_reports_read(
 ) -> None:
     a, b = pair
     target = Target(read=True, write=False)
-    reactor.register(b.fileno(), target)
+    register(reactor, b.fileno(), target)
     settle(reactor)
     a.close()
     assert wait_until(reactor, target, READ) & READ
@@ -350,7 +373,7 @@ def test_peer_close_reports_read(
 def test_refused_connect_reports_error_or_write(reactor: Reactor) -> None:
     with refused_connect() as s:
         target = Target(read=True, write=True)
-        reactor.register(s.fileno(), target)
+        register(reactor, s.fileno(), target)
         bits = wait_until(reactor, target, ERROR | WRITE)
         assert bits & (ERROR | WRITE)
         # The reactor must leave the pending error for the descriptor to read.
@@ -363,7 +386,7 @@ def test_deregister_stops_reports(
 ) -> None:
     a, b = pair
     target = Target(read=True, write=True)
-    reactor.register(b.fileno(), target)
+    register(reactor, b.fileno(), target)
     settle_or_not = reactor.wait(0.05)
     assert bits_for(settle_or_not, target)  # it was being reported
     reactor.deregister(b.fileno())
@@ -397,7 +420,7 @@ def test_register_wakes_blocked_wait(
 def test_fd_closed_while_registered_does_not_raise(reactor: Reactor) -> None:
     s = socket.socket()
     target = Target(read=True, write=True)
-    reactor.register(s.fileno(), target)
+    register(reactor, s.fileno(), target)
     fd = s.fileno()
     s.close()  # without deregister: a contract breach the reactor survives
     reactor.wait(0)
@@ -406,7 +429,7 @@ def test_fd_closed_while_registered_does_not_raise(reactor: Reactor) -> None:
 
 def test_timeouts_are_honoured(reactor: Reactor, pair: tuple[socket.socket, socket.socket]) -> None:
     _, b = pair
-    reactor.register(b.fileno(), Target(read=True, write=False))
+    register(reactor, b.fileno(), Target(read=True, write=False))
     settle(reactor)
     events, elapsed = timed_wait(reactor, 0.1)
     assert events == []
@@ -453,10 +476,10 @@ def test_select_refuses_fds_it_cannot_watch() -> None:
         # carry on.
         for fd in (1024, 5000):
             with pytest.raises(OSError, match="cannot watch") as info:
-                reactor.register(fd, Target())
+                register(reactor, fd, Target())
             assert info.value.errno == errno.EINVAL
         with pytest.raises(ValueError, match="cannot watch"):
-            reactor.register(-1, Target())
+            register(reactor, -1, Target())
     finally:
         reactor.close()
 
@@ -618,8 +641,8 @@ def test_close_releases_every_fd(name: str) -> None:
     try:
         before = sorted(os.listdir("/proc/self/fd"))
         reactor = create_reactor(name)
-        reactor.register(a.fileno(), Target())
-        reactor.register(b.fileno(), Target())
+        register(reactor, a.fileno(), Target())
+        register(reactor, b.fileno(), Target())
         reactor.interrupt()
         reactor.wait(0)
         reactor.interrupt()  # left pending on purpose
@@ -729,10 +752,10 @@ def test_waker_is_idempotent_sticky_and_never_stuck(kind: str) -> None:
 def test_register_after_close_is_refused_and_deregister_ignored(reactor: Reactor) -> None:
     a, b = socket.socketpair()
     try:
-        reactor.register(b.fileno(), Target())
+        register(reactor, b.fileno(), Target())
         reactor.close()
         with pytest.raises(ValueError, match="closed"):
-            reactor.register(a.fileno(), Target())
+            register(reactor, a.fileno(), Target())
         reactor.deregister(b.fileno())
         reactor.deregister(a.fileno())
     finally:
