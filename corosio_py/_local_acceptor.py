@@ -16,7 +16,7 @@ from typing import Any, final
 
 from ._acceptor import AcceptorBase
 from ._context import IOContext
-from ._local import LOCAL, LocalStreamSocket, _check_unix_family
+from ._local import LOCAL, LocalOpen, LocalStreamSocket
 from ._server import Handler, StreamServer
 from ._sockbase import new_socket
 
@@ -36,7 +36,7 @@ def _unlink_stale(path: str) -> None:
 
 
 @final
-class LocalStreamAcceptor(AcceptorBase[LocalStreamSocket]):
+class LocalStreamAcceptor(LocalOpen, AcceptorBase[LocalStreamSocket]):
     """A listening Unix-domain stream socket on an :class:`IOContext`.
 
     ``LocalStreamAcceptor(ctx)`` is closed; ``open``, ``bind`` and
@@ -74,15 +74,6 @@ class LocalStreamAcceptor(AcceptorBase[LocalStreamSocket]):
             except BaseException:
                 self.close()
                 raise
-
-    def open(self, family: int = socket.AF_UNIX) -> None:
-        """Open a new socket (closing any old one); ``family`` must be AF_UNIX.
-
-        :raises TypeError, ValueError: for another family.
-        :raises OSError: when the OS refuses the socket.
-        :raises RuntimeError: when the context is closed.
-        """
-        self._open(_check_unix_family(family))
 
     def _new_socket(self, family: int) -> socket.socket:
         return new_socket(family, socket.SOCK_STREAM)
