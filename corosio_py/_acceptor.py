@@ -12,6 +12,7 @@ socket to ``AcceptOp.discard``, which closes it: no fd leaks.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, final
 
 from ._context import IOContext
@@ -53,6 +54,15 @@ class AcceptorBase(DescriptorHandle, Generic[S]):
             raise TypeError(f"backlog must be an int, not {type(backlog).__name__}")
         self._require_desc().call(socket.socket.listen, max(backlog, 0))
 
+    def _bind_and_listen(self, bind: Callable[[], None], backlog: int = 128) -> None:
+        """``bind()``, then :meth:`listen`; closed again if either fails."""
+        try:
+            bind()
+            self.listen(backlog)
+        except BaseException:
+            self.close()
+            raise
+
     def local_endpoint(self) -> Any:
         """The bound endpoint (the real port after binding port 0).
 
@@ -80,13 +90,6 @@ class AcceptorBase(DescriptorHandle, Generic[S]):
         remote = self._addressing.from_sockaddr(address)
         sock: S = self._socket_class._adopt(self._ctx, conn, remote)
         return sock
-
-    def __repr__(self) -> str:
-        name = type(self).__name__
-        desc = self._desc
-        if desc is None or not desc.is_open:
-            return f"<{name} closed>"
-        return f"<{name} fd={desc.fileno()}>"
 
 
 @final
@@ -129,12 +132,7 @@ class TCPAcceptor(IPOpen, AcceptorBase[TCPSocket]):
             self.reuse_port = True
         if endpoint is not None:
             ep = IP.check(endpoint)
-            try:
-                self.bind(ep)
-                self.listen()
-            except BaseException:
-                self.close()
-                raise
+            self._bind_and_listen(lambda: self.bind(ep))
 
     reuse_address = PresetOption(
         socket.SOL_SOCKET,

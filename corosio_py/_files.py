@@ -120,7 +120,12 @@ class _FileHandle:
     """What both file kinds share: the context, the open file, the
     metadata calls.  ``_file`` is replaced only by the owner's ``open()``;
     other threads (``cancel``, ``close``) read it once and act on that file,
-    whose own lock makes the call safe from any thread."""
+    whose own lock makes the call safe from any thread.
+
+    ``is_open``, ``fileno``, ``cancel`` and ``close`` read as the sockets'
+    (``_handle.DescriptorHandle``) do, over an ``OpenFile`` instead of a
+    ``Descriptor``: the socket base's options, waits and ``bind`` do not
+    apply to a file, so it is not shared."""
 
     __slots__ = ("__weakref__", "_ctx", "_file")
 
@@ -388,14 +393,9 @@ class StreamFile(_FileHandle):
 class RandomAccessFile(_FileHandle):
     """A file read and written at explicit offsets; it has no position.
 
-    Reads and writes run on helper threads; a context's threads never block
-    on them.  Any number may be pending at once.  Every awaitable takes
-    ``stop_token=``.  A cancelled read or write that had not started raises
-    :class:`corosio_py.Cancelled` and did nothing; one already running
-    completes with its result.
-
-    Thread safety: :meth:`cancel` and :meth:`close` may be called from any
-    thread at any time; the other methods by whoever owns the file.
+    Any number of reads and writes may be pending at once; otherwise they
+    behave as :class:`StreamFile`'s do (helper threads, ``stop_token=``,
+    cancellation, which methods any thread may call).
     """
 
     __slots__ = ()

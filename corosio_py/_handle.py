@@ -160,6 +160,17 @@ class DescriptorHandle:
         except (TypeError, OSError) as error:
             return FailedOp(error, stop_token)
 
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        desc = self._desc
+        if desc is None or not desc.is_open:
+            return f"<{name} closed>"
+        return f"<{name} fd={desc.fileno()}{self._repr_details(desc)}>"
+
+    def _repr_details(self, desc: Descriptor) -> str:
+        """What ``repr`` adds after the fd of an open object."""
+        return ""
+
     # ------------------------------------------------------------ options
 
     def _require_desc(self) -> Descriptor:

@@ -68,12 +68,9 @@ class LocalStreamAcceptor(LocalOpen, AcceptorBase[LocalStreamSocket]):
         """
         super().__init__(ctx)
         if path is not None:
-            try:
-                self.bind(path, unlink_existing=unlink_existing)
-                self.listen(backlog)
-            except BaseException:
-                self.close()
-                raise
+            self._bind_and_listen(
+                lambda: self.bind(path, unlink_existing=unlink_existing), backlog
+            )
 
     def _new_socket(self, family: int) -> socket.socket:
         return new_socket(family, socket.SOCK_STREAM)

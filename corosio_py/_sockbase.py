@@ -27,6 +27,7 @@ from ._options import SizeOption
 
 if TYPE_CHECKING:
     from ._cancel import StopToken
+    from ._descriptor import Descriptor
     from ._ops import Operation
     from ._tasks import Task
 
@@ -200,9 +201,5 @@ class SocketBase(DescriptorHandle):
         "SO_SNDBUF in bytes (the OS may round or double it).  ``OSError`` when closed.",
     )
 
-    def __repr__(self) -> str:
-        name = type(self).__name__
-        desc = self._desc
-        if desc is None or not desc.is_open:
-            return f"<{name} closed>"
-        return f"<{name} fd={desc.fileno()} local={desc.local} remote={desc.remote}>"
+    def _repr_details(self, desc: Descriptor) -> str:
+        return f" local={desc.local} remote={desc.remote}"
