@@ -252,11 +252,13 @@ class _FileHandle:
         self._open_file().call(os.fsync)
 
     def _op(self, reading: bool, what: str, buf: Any, call: Any, attempt: Any,
-            args: tuple[Any, ...], kind: int, stop_token: StopToken | None) -> Operation:
+            offset: object, kind: int, stop_token: StopToken | None) -> Operation:
         """The awaitable of a read into ``buf`` (``reading``) or a write of
-        it: ``call(fd, buf, *args)`` on a helper thread, after ``attempt``
-        (or None) on this one.  Argument errors are raised at the await."""
+        it: ``call(fd, buf)`` (``call(fd, buf, offset)`` unless ``offset``
+        is None) on a helper thread, after ``attempt`` (or None) on this
+        one.  Argument errors are raised at the await."""
         try:
+            args = () if offset is None else (_check_offset(offset),)
             size = read_size(buf, what) if reading else data_size(buf, what)
         except (TypeError, ValueError) as error:
             return FailedOp(error, stop_token)
@@ -326,7 +328,7 @@ class StreamFile(_FileHandle):
         :raises RuntimeError: when another read is pending.
         :raises Cancelled: when cancelled before the read started.
         """
-        return self._op(True, "read_some", buffer, _read, _read_nowait, (), READ, stop_token)
+        return self._op(True, "read_some", buffer, _read, _read_nowait, None, READ, stop_token)
 
     def write_some(self, data: Any, *, stop_token: StopToken | None = None) -> Operation:
         """Awaitable: write some of ``data`` at the position (the end in
@@ -339,7 +341,7 @@ class StreamFile(_FileHandle):
         :raises RuntimeError: when another write is pending.
         :raises Cancelled: when cancelled before the write started.
         """
-        return self._op(False, "write_some", data, _write, None, (), WRITE, stop_token)
+        return self._op(False, "write_some", data, _write, None, None, WRITE, stop_token)
 
     async def read_exactly(self, n: int, *, stop_token: StopToken | None = None) -> bytes:
         """Read exactly ``n`` bytes, as a stream socket's ``read_exactly``
@@ -412,13 +414,8 @@ class RandomAccessFile(_FileHandle):
         :raises OSError: ``EBADF`` when closed or not open for reading.
         :raises Cancelled: when cancelled before the read started.
         """
-        try:
-            start = _check_offset(offset)
-        except (TypeError, ValueError) as error:
-            return FailedOp(error, stop_token)
         return self._op(
-            True,
-            "read_some_at", buffer, _read_at, _read_at_nowait, (start,), ANY, stop_token
+            True, "read_some_at", buffer, _read_at, _read_at_nowait, offset, ANY, stop_token
         )
 
     def write_some_at(
@@ -432,11 +429,7 @@ class RandomAccessFile(_FileHandle):
         :raises OSError: ``EBADF`` when closed or not open for writing.
         :raises Cancelled: when cancelled before the write started.
         """
-        try:
-            start = _check_offset(offset)
-        except (TypeError, ValueError) as error:
-            return FailedOp(error, stop_token)
-        return self._op(False, "write_some_at", data, _write_at, None, (start,), ANY, stop_token)
+        return self._op(False, "write_some_at", data, _write_at, None, offset, ANY, stop_token)
 
     async def read_exactly_at(
         self, offset: int, n: int, *, stop_token: StopToken | None = None

@@ -37,14 +37,11 @@ def _unlink_stale(path: str) -> None:
 
 @final
 class LocalStreamAcceptor(LocalOpen, AcceptorBase[LocalStreamSocket]):
-    """A listening Unix-domain stream socket on an :class:`IOContext`.
+    """A listening Unix-domain stream socket on an :class:`IOContext`: the
+    :class:`TCPAcceptor` surface (and thread rules) with path endpoints.
 
-    ``LocalStreamAcceptor(ctx)`` is closed; ``open``, ``bind`` and
-    ``listen`` set it up, or ``LocalStreamAcceptor(ctx, path)`` does all
-    three at once.  ``accept()`` returns a :class:`LocalStreamSocket`.
-
-    Thread safety: :meth:`cancel` and :meth:`close` may be called from any
-    thread at any time; the other methods by whoever owns the acceptor.
+    ``LocalStreamAcceptor(ctx, path)`` opens, binds and listens at once;
+    ``accept()`` returns a :class:`LocalStreamSocket`.
     """
 
     __slots__ = ()
