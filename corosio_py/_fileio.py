@@ -239,6 +239,9 @@ class FileOp(Operation):
 
     ``state`` and ``task`` are guarded by the file's lock (``task`` is
     written once, in :meth:`start`, before the operation is visible).
+    ``__init__`` sets every field itself, as the socket operations' do
+    (``_io_ops`` says why); ``cancel`` claims under the file's lock the way
+    every operation claims under its owner's.
     """
 
     __slots__ = ("file", "call", "attempt", "args", "kind", "task", "state")

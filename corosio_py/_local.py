@@ -95,7 +95,11 @@ def _check_unix_family(family: object) -> int:
 
 
 class _SendFdsOp(DescriptorOp):
-    """``send_fds``: data plus descriptors in one ``sendmsg`` (SCM_RIGHTS)."""
+    """``send_fds``: data plus descriptors in one ``sendmsg`` (SCM_RIGHTS).
+
+    Its ``__init__`` is written out, as every I/O operation's is (the
+    ``_io_ops`` module says why).
+    """
 
     __slots__ = ("data", "ancillary")
 
@@ -118,7 +122,8 @@ class _SendFdsOp(DescriptorOp):
 
 
 class _RecvFdsOp(DescriptorOp):
-    """``recv_fds``: data into the buffer plus up to ``maxfds`` descriptors."""
+    """``recv_fds``: data into the buffer plus up to ``maxfds`` descriptors
+    (``__init__`` written out: see ``_io_ops``)."""
 
     __slots__ = ("buf", "maxfds")
 

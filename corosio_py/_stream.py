@@ -103,6 +103,7 @@ class StreamSocket(SocketBase):
         :raises RuntimeError: when another write or a connect is pending.
         :raises Cancelled: when cancelled.
         """
+        # The same tail as read_some's, written out: both are the hot path.
         desc = self._desc
         try:
             data, size, gather = write_size(data, "write_some")

@@ -206,6 +206,7 @@ class TLSStream(TLSEngine):
             with self._lock:
                 if self._closed:
                     raise closed_error()
+                # (The loop head is shutdown()'s too; the bodies differ.)
                 done = False
                 error: ssl.SSLError | None = None
                 self._dry = False
@@ -395,6 +396,7 @@ class TLSStream(TLSEngine):
         :class:`SealedWrite` (after the handshake, if it is not done yet)."""
         lock = self._lock
         role = self._send
+        # The same closed-check as SealedWrite.start, inline: per write.
         lock.acquire()  # not ``with``: the hot path (docs/concurrency.md)
         try:
             if self._closed:
