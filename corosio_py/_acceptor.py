@@ -12,15 +12,16 @@ socket to ``AcceptOp.discard``, which closes it: no fd leaks.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, final
 
 from ._context import IOContext
-from ._endpoint import IP, Addressing, Endpoint
+from ._endpoint import IP, Endpoint
 from ._handle import DescriptorHandle
 from ._io_ops import AcceptOp
 from ._options import REUSE_PORT, PresetOption
 from ._sockbase import SocketBase
-from ._socket import TCPSocket, check_ip_family, create_socket
+from ._socket import IPOpen, TCPSocket
 
 if TYPE_CHECKING:
     from ._cancel import StopToken
@@ -39,25 +40,10 @@ class AcceptorBase(DescriptorHandle, Generic[S]):
 
     __slots__ = ()
 
-    #: How this acceptor's endpoints convert.
-    _addressing: ClassVar[Addressing] = IP
     #: The socket class accepted connections become.
     _socket_class: ClassVar[type[Any]]
 
     reuse_port = REUSE_PORT
-
-    def bind(self, endpoint: Any) -> None:
-        """Bind to ``endpoint`` (opening a socket of its family if needed).
-
-        :raises TypeError, ValueError: for a bad endpoint.
-        :raises OSError: when the OS refuses (``EADDRINUSE``, ...).
-        """
-        addressing = self._addressing
-        ep = addressing.check(endpoint)
-        desc = self._desc
-        if desc is None or not desc.is_open:
-            desc = self._open(addressing.family(ep))
-        desc.call(socket.socket.bind, addressing.to_sockaddr(ep))
 
     def listen(self, backlog: int = 128) -> None:
         """Start listening with a queue of ``backlog`` pending connections.
@@ -67,6 +53,15 @@ class AcceptorBase(DescriptorHandle, Generic[S]):
         if isinstance(backlog, bool) or not isinstance(backlog, int):
             raise TypeError(f"backlog must be an int, not {type(backlog).__name__}")
         self._require_desc().call(socket.socket.listen, max(backlog, 0))
+
+    def _bind_and_listen(self, bind: Callable[[], None], backlog: int = 128) -> None:
+        """``bind()``, then :meth:`listen`; closed again if either fails."""
+        try:
+            bind()
+            self.listen(backlog)
+        except BaseException:
+            self.close()
+            raise
 
     def local_endpoint(self) -> Any:
         """The bound endpoint (the real port after binding port 0).
@@ -96,16 +91,9 @@ class AcceptorBase(DescriptorHandle, Generic[S]):
         sock: S = self._socket_class._adopt(self._ctx, conn, remote)
         return sock
 
-    def __repr__(self) -> str:
-        name = type(self).__name__
-        desc = self._desc
-        if desc is None or not desc.is_open:
-            return f"<{name} closed>"
-        return f"<{name} fd={desc.fileno()}>"
-
 
 @final
-class TCPAcceptor(AcceptorBase[TCPSocket]):
+class TCPAcceptor(IPOpen, AcceptorBase[TCPSocket]):
     """A listening TCP socket on an :class:`IOContext`.
 
     ``TCPAcceptor(ctx)`` is closed; ``open``, ``bind`` and ``listen`` set it
@@ -119,6 +107,7 @@ class TCPAcceptor(AcceptorBase[TCPSocket]):
     __slots__ = ()
 
     _socket_class = TCPSocket
+    _v6only = False
 
     def __init__(
         self,
@@ -143,25 +132,7 @@ class TCPAcceptor(AcceptorBase[TCPSocket]):
             self.reuse_port = True
         if endpoint is not None:
             ep = IP.check(endpoint)
-            try:
-                self.bind(ep)
-                self.listen()
-            except BaseException:
-                self.close()
-                raise
-
-    def open(self, family: int = socket.AF_INET) -> None:
-        """Open a new listening-to-be socket of ``family`` (closing any old one).
-
-        :raises ValueError: for a family other than AF_INET / AF_INET6.
-        :raises OSError: when the OS refuses the socket.
-        :raises RuntimeError: when the context is closed.
-        """
-        check_ip_family(family)
-        self._open(family)
-
-    def _new_socket(self, family: int) -> socket.socket:
-        return create_socket(family, v6only=False)
+            self._bind_and_listen(lambda: self.bind(ep))
 
     reuse_address = PresetOption(
         socket.SOL_SOCKET,

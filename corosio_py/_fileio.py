@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from ._buffers import Immediate
 from ._errors import Cancelled
 from ._ops import PENDING, Operation
 from ._workers import submit
@@ -238,6 +239,9 @@ class FileOp(Operation):
 
     ``state`` and ``task`` are guarded by the file's lock (``task`` is
     written once, in :meth:`start`, before the operation is visible).
+    ``__init__`` sets every field itself, as the socket operations' do
+    (``_io_ops`` says why); ``cancel`` claims under the file's lock the way
+    every operation claims under its owner's.
     """
 
     __slots__ = ("file", "call", "attempt", "args", "kind", "task", "state")
@@ -389,21 +393,11 @@ class FileOp(Operation):
         return True
 
 
-class ReadyOp(Operation):
-    """An awaitable with a known result (an empty buffer: 0 at once).
+class ReadyOp(Immediate):
+    """An awaitable with a known result (an empty buffer: 0 at once), as
+    for sockets, but ``EBADF`` says "the file is closed"."""
 
-    It still honours a stop token (the driver checks it before start) and
-    reports ``EBADF`` if the file was closed by then.
-    """
+    __slots__ = ()
 
-    __slots__ = ("_file", "_value")
-
-    def __init__(self, file: OpenFile, value: object, stop_token: StopToken | None) -> None:
-        self.stop_token = stop_token
-        self._file = file
-        self._value = value
-
-    def start(self, task: Task[Any]) -> object:
-        if not self._file.is_open:
-            raise closed_file()
-        return self._value
+    def _closed(self) -> OSError:
+        return closed_file()

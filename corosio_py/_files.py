@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, final
 
 from ._buffers import byte_view as _byte_view
-from ._buffers import view as _view
+from ._buffers import data_size, read_exactly, read_size
 from ._cancel import check_token
 from ._context import IOContext
 from ._fileio import ANY, READ, WRITE, FileOp, OpenFile, ReadyOp, closed_file
@@ -71,34 +71,6 @@ def _check_offset(value: object, name: str = "offset") -> int:
     return offset
 
 
-def _writable_nbytes(buffer: Any, what: str) -> int:
-    """The size of a writable bytes-like ``buffer``.
-
-    :raises TypeError: when it is not writable bytes-like.
-    :raises ValueError: for a released memoryview.
-    """
-    if type(buffer) is bytearray:
-        return len(buffer)
-    try:
-        view = _view(buffer)
-    except TypeError:
-        raise TypeError(f"{what} needs a writable buffer, not {type(buffer).__name__}") from None
-    if view.readonly:
-        raise TypeError(f"{what} needs a writable buffer")
-    return view.nbytes
-
-
-def _readable_nbytes(data: Any, what: str) -> int:
-    """The size of a bytes-like ``data`` (``TypeError``/``ValueError`` as above)."""
-    kind = type(data)
-    if kind is bytes or kind is bytearray:
-        return len(data)
-    try:
-        return _view(data).nbytes
-    except TypeError:
-        raise TypeError(f"{what} needs a bytes-like object, not {kind.__name__}") from None
-
-
 # The system calls, run on a helper thread with the fd held open.
 
 
@@ -148,7 +120,12 @@ class _FileHandle:
     """What both file kinds share: the context, the open file, the
     metadata calls.  ``_file`` is replaced only by the owner's ``open()``;
     other threads (``cancel``, ``close``) read it once and act on that file,
-    whose own lock makes the call safe from any thread."""
+    whose own lock makes the call safe from any thread.
+
+    ``is_open``, ``fileno``, ``cancel`` and ``close`` read as the sockets'
+    (``_handle.DescriptorHandle``) do, over an ``OpenFile`` instead of a
+    ``Descriptor``: the socket base's options, waits and ``bind`` do not
+    apply to a file, so it is not shared."""
 
     __slots__ = ("__weakref__", "_ctx", "_file")
 
@@ -274,37 +251,26 @@ class _FileHandle:
         Blocks the calling thread until done."""
         self._open_file().call(os.fsync)
 
-    def _read_op(self, what: str, buffer: Any, call: Any, attempt: Any,
-                 args: tuple[Any, ...], kind: int, stop_token: StopToken | None) -> Operation:
-        """The awaitable of a read into ``buffer`` (errors at the await)."""
+    def _op(self, reading: bool, what: str, buf: Any, call: Any, attempt: Any,
+            offset: object, kind: int, stop_token: StopToken | None) -> Operation:
+        """The awaitable of a read into ``buf`` (``reading``) or a write of
+        it: ``call(fd, buf)`` (``call(fd, buf, offset)`` unless ``offset``
+        is None) on a helper thread, after ``attempt`` (or None) on this
+        one.  Argument errors are raised at the await."""
         try:
-            size = _writable_nbytes(buffer, what)
+            args = () if offset is None else (_check_offset(offset),)
+            size = read_size(buf, what) if reading else data_size(buf, what)
         except (TypeError, ValueError) as error:
             return FailedOp(error, stop_token)
         file = self._file
         if file is None:
             return FailedOp(closed_file(), stop_token)
-        if not file.readable:
-            return FailedOp(OSError(errno.EBADF, "the file is not open for reading"), stop_token)
+        if not (file.readable if reading else file.writable):
+            purpose = "reading" if reading else "writing"
+            return FailedOp(OSError(errno.EBADF, f"the file is not open for {purpose}"), stop_token)
         if not size:
             return ReadyOp(file, 0, stop_token)
-        return FileOp(file, call, attempt, (buffer, *args), kind, stop_token)
-
-    def _write_op(self, what: str, data: Any, call: Any, args: tuple[Any, ...],
-                  kind: int, stop_token: StopToken | None) -> Operation:
-        """The awaitable of a write of ``data`` (errors at the await)."""
-        try:
-            size = _readable_nbytes(data, what)
-        except (TypeError, ValueError) as error:
-            return FailedOp(error, stop_token)
-        file = self._file
-        if file is None:
-            return FailedOp(closed_file(), stop_token)
-        if not file.writable:
-            return FailedOp(OSError(errno.EBADF, "the file is not open for writing"), stop_token)
-        if not size:
-            return ReadyOp(file, 0, stop_token)
-        return FileOp(file, call, None, (data, *args), kind, stop_token)
+        return FileOp(file, call, attempt, (buf, *args), kind, stop_token)
 
     def __repr__(self) -> str:
         file = self._file
@@ -313,26 +279,8 @@ class _FileHandle:
         return f"<{type(self).__name__} fd={file.fileno()}>"
 
 
-#: ``(bytes done so far, view of the rest) -> the awaitable of one read or write``.
+#: ``(bytes done so far, view of the rest) -> the awaitable of one write``.
 _Step = Callable[[int, Any], "Operation"]
-
-
-async def _read_exactly(read: _Step, n: object, stop_token: StopToken | None) -> bytes:
-    """Await ``read(done, view)`` until ``n`` bytes are in (``EOFError`` if the file ends)."""
-    check_token(stop_token)
-    count = _check_int(n, "n")
-    if count < 0:
-        raise ValueError("n must be >= 0")
-    buf = bytearray(count)
-    view = memoryview(buf)
-    got = 0
-    while got < count:
-        k: int = await read(got, view[got:])
-        if not k:
-            raise EOFError(f"the file ended after {got} of {count} bytes")
-        got += k
-    view.release()
-    return bytes(buf)
 
 
 async def _write_all(write: _Step, data: Any, what: str, stop_token: StopToken | None) -> int:
@@ -380,7 +328,7 @@ class StreamFile(_FileHandle):
         :raises RuntimeError: when another read is pending.
         :raises Cancelled: when cancelled before the read started.
         """
-        return self._read_op("read_some", buffer, _read, _read_nowait, (), READ, stop_token)
+        return self._op(True, "read_some", buffer, _read, _read_nowait, None, READ, stop_token)
 
     def write_some(self, data: Any, *, stop_token: StopToken | None = None) -> Operation:
         """Awaitable: write some of ``data`` at the position (the end in
@@ -393,19 +341,19 @@ class StreamFile(_FileHandle):
         :raises RuntimeError: when another write is pending.
         :raises Cancelled: when cancelled before the write started.
         """
-        return self._write_op("write_some", data, _write, (), WRITE, stop_token)
+        return self._op(False, "write_some", data, _write, None, None, WRITE, stop_token)
 
     async def read_exactly(self, n: int, *, stop_token: StopToken | None = None) -> bytes:
-        """Read exactly ``n`` bytes.
+        """Read exactly ``n`` bytes, as a stream socket's ``read_exactly``
+        does; ``EOFError`` when the file ends first.
 
-        :raises EOFError: when the file ends first (the bytes read so far
-            are lost with the error).
-        :raises TypeError, ValueError: for a bad ``n`` or ``stop_token``.
-        :raises Cancelled: when cancelled (bytes read so far are lost).
         :raises OSError: as :meth:`read_some`.
         """
-        return await _read_exactly(
-            lambda _done, view: self.read_some(view, stop_token=stop_token), n, stop_token
+        return await read_exactly(
+            lambda _done, view: self.read_some(view, stop_token=stop_token),
+            n,
+            stop_token,
+            "the file ended",
         )
 
     async def write_all(self, data: Any, *, stop_token: StopToken | None = None) -> int:
@@ -447,14 +395,9 @@ class StreamFile(_FileHandle):
 class RandomAccessFile(_FileHandle):
     """A file read and written at explicit offsets; it has no position.
 
-    Reads and writes run on helper threads; a context's threads never block
-    on them.  Any number may be pending at once.  Every awaitable takes
-    ``stop_token=``.  A cancelled read or write that had not started raises
-    :class:`corosio_py.Cancelled` and did nothing; one already running
-    completes with its result.
-
-    Thread safety: :meth:`cancel` and :meth:`close` may be called from any
-    thread at any time; the other methods by whoever owns the file.
+    Any number of reads and writes may be pending at once; otherwise they
+    behave as :class:`StreamFile`'s do (helper threads, ``stop_token=``,
+    cancellation, which methods any thread may call).
     """
 
     __slots__ = ()
@@ -471,12 +414,8 @@ class RandomAccessFile(_FileHandle):
         :raises OSError: ``EBADF`` when closed or not open for reading.
         :raises Cancelled: when cancelled before the read started.
         """
-        try:
-            start = _check_offset(offset)
-        except (TypeError, ValueError) as error:
-            return FailedOp(error, stop_token)
-        return self._read_op(
-            "read_some_at", buffer, _read_at, _read_at_nowait, (start,), ANY, stop_token
+        return self._op(
+            True, "read_some_at", buffer, _read_at, _read_at_nowait, offset, ANY, stop_token
         )
 
     def write_some_at(
@@ -490,11 +429,7 @@ class RandomAccessFile(_FileHandle):
         :raises OSError: ``EBADF`` when closed or not open for writing.
         :raises Cancelled: when cancelled before the write started.
         """
-        try:
-            start = _check_offset(offset)
-        except (TypeError, ValueError) as error:
-            return FailedOp(error, stop_token)
-        return self._write_op("write_some_at", data, _write_at, (start,), ANY, stop_token)
+        return self._op(False, "write_some_at", data, _write_at, None, offset, ANY, stop_token)
 
     async def read_exactly_at(
         self, offset: int, n: int, *, stop_token: StopToken | None = None
@@ -507,10 +442,11 @@ class RandomAccessFile(_FileHandle):
         :raises OSError: as :meth:`read_some_at`.
         """
         start = _check_offset(offset)
-        return await _read_exactly(
+        return await read_exactly(
             lambda done, view: self.read_some_at(start + done, view, stop_token=stop_token),
             n,
             stop_token,
+            "the file ended",
         )
 
     async def write_all_at(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from types import TracebackType
 from typing import Any, final
 
 from ._errors import Cancelled
@@ -237,12 +236,7 @@ class TaskGroup:
         self._parent = _require_task("TaskGroup")
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
         parent = self._parent
         assert parent is not None
         self._closing = True

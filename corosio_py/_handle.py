@@ -4,10 +4,11 @@ cancel/close, readiness waits and socket options."""
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._context import IOContext
 from ._descriptor import Descriptor, closed_error
+from ._endpoint import IP, Addressing
 from ._io_ops import FailedOp
 from ._options import apply_presets
 from ._wait import wait_op
@@ -51,6 +52,9 @@ class DescriptorHandle:
 
     __slots__ = ("__weakref__", "_ctx", "_desc", "_presets")
 
+    #: How this class's endpoints convert (IP endpoints or filesystem paths).
+    _addressing: ClassVar[Addressing] = IP
+
     def __init__(self, ctx: IOContext) -> None:
         if not isinstance(ctx, IOContext):
             raise TypeError(f"{type(self).__name__} needs an IOContext, got {type(ctx).__name__}")
@@ -77,6 +81,24 @@ class DescriptorHandle:
         desc = attach(self._ctx, sock)
         self._desc = desc
         return desc
+
+    def bind(self, endpoint: Any) -> None:
+        """Bind to ``endpoint`` (opening a socket of its family if needed).
+
+        :raises TypeError, ValueError: for a bad endpoint.
+        :raises OSError: when the OS refuses (``EADDRINUSE``, ...).
+        """
+        addressing = self._addressing
+        ep = addressing.check(endpoint)
+        desc = self._desc
+        if desc is None or not desc.is_open:
+            desc = self._open(addressing.family(ep))
+
+        def bind(sock: socket.socket) -> None:
+            sock.bind(addressing.to_sockaddr(ep))
+            desc.local = addressing.from_sockaddr(sock.getsockname())  # under desc.lock
+
+        desc.call(bind)
 
     @property
     def context(self) -> IOContext:
@@ -137,6 +159,17 @@ class DescriptorHandle:
             return wait_op(desc, kind, stop_token)
         except (TypeError, OSError) as error:
             return FailedOp(error, stop_token)
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        desc = self._desc
+        if desc is None or not desc.is_open:
+            return f"<{name} closed>"
+        return f"<{name} fd={desc.fileno()}{self._repr_details(desc)}>"
+
+    def _repr_details(self, desc: Descriptor) -> str:
+        """What ``repr`` adds after the fd of an open object."""
+        return ""
 
     # ------------------------------------------------------------ options
 

@@ -7,6 +7,13 @@ descriptor runs under its lock, speculatively and again on readiness.
 :class:`FailedOp` carries an argument error to the ``await``.  The state
 machine that parks, claims and completes them is in
 :mod:`corosio_py._descriptor`.
+
+Every operation's ``__init__`` sets all of its fields itself (``stop_token``,
+``desc``, ``task``, then its own) instead of calling a shared base
+initialiser: one is built per I/O call, and a ``super().__init__`` call
+would cost that much on every one.  The siblings follow the same rule:
+``_local``'s fd-passing ops, ``_datagram``'s, ``_wait._WaitOp``,
+``_fileio.FileOp``, ``_timer._TimerWait`` and ``_tls_role.RoleWait``.
 """
 
 from __future__ import annotations

@@ -24,15 +24,15 @@ from ._context import IOContext
 from ._datagram import DatagramSocket
 from ._descriptor import MSG_NOSIGNAL, WOULD_BLOCK, Descriptor, DescriptorOp, closed_error
 from ._endpoint import Addressing
+from ._handle import DescriptorHandle
 from ._io_ops import FailedOp
-from ._sockbase import SocketBase
 from ._stream import StreamSocket
 
 if TYPE_CHECKING:
     from ._cancel import StopToken
     from ._ops import Operation
 
-__all__ = ("LOCAL", "LocalDatagramSocket", "LocalStreamSocket", "local_socket_pair")
+__all__ = ("LOCAL", "LocalDatagramSocket", "LocalOpen", "LocalStreamSocket", "local_socket_pair")
 
 #: Received descriptors are close-on-exec at once where the OS can do it.
 _MSG_CMSG_CLOEXEC: Final = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
@@ -95,7 +95,11 @@ def _check_unix_family(family: object) -> int:
 
 
 class _SendFdsOp(DescriptorOp):
-    """``send_fds``: data plus descriptors in one ``sendmsg`` (SCM_RIGHTS)."""
+    """``send_fds``: data plus descriptors in one ``sendmsg`` (SCM_RIGHTS).
+
+    Its ``__init__`` is written out, as every I/O operation's is (the
+    ``_io_ops`` module says why).
+    """
 
     __slots__ = ("data", "ancillary")
 
@@ -118,7 +122,8 @@ class _SendFdsOp(DescriptorOp):
 
 
 class _RecvFdsOp(DescriptorOp):
-    """``recv_fds``: data into the buffer plus up to ``maxfds`` descriptors."""
+    """``recv_fds``: data into the buffer plus up to ``maxfds`` descriptors
+    (``__init__`` written out: see ``_io_ops``)."""
 
     __slots__ = ("buf", "maxfds")
 
@@ -175,8 +180,8 @@ def _fd_array(fds: object) -> array.array[int]:
     return array.array("i", items)
 
 
-class _LocalOpen(SocketBase):
-    """``open()`` of the local sockets: the family can only be AF_UNIX."""
+class LocalOpen(DescriptorHandle):
+    """``open()`` of the local sockets and acceptor: the family can only be AF_UNIX."""
 
     __slots__ = ()
 
@@ -194,7 +199,7 @@ class _LocalOpen(SocketBase):
 
 
 @final
-class LocalStreamSocket(_LocalOpen, StreamSocket):
+class LocalStreamSocket(LocalOpen, StreamSocket):
     """A Unix-domain stream socket: the :class:`TCPSocket` surface with path
     endpoints, plus :meth:`send_fds`/:meth:`recv_fds`.
 
@@ -275,7 +280,7 @@ class LocalStreamSocket(_LocalOpen, StreamSocket):
 
 
 @final
-class LocalDatagramSocket(_LocalOpen, DatagramSocket):
+class LocalDatagramSocket(LocalOpen, DatagramSocket):
     """A Unix-domain datagram socket: the :class:`UDPSocket` surface with
     path endpoints (``send_to``/``recv_from``, ``connect`` then
     ``send``/``recv``).  A sender that is not bound shows as ``""``.

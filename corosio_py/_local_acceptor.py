@@ -16,7 +16,7 @@ from typing import Any, final
 
 from ._acceptor import AcceptorBase
 from ._context import IOContext
-from ._local import LOCAL, LocalStreamSocket, _check_unix_family
+from ._local import LOCAL, LocalOpen, LocalStreamSocket
 from ._server import Handler, StreamServer
 from ._sockbase import new_socket
 
@@ -36,15 +36,12 @@ def _unlink_stale(path: str) -> None:
 
 
 @final
-class LocalStreamAcceptor(AcceptorBase[LocalStreamSocket]):
-    """A listening Unix-domain stream socket on an :class:`IOContext`.
+class LocalStreamAcceptor(LocalOpen, AcceptorBase[LocalStreamSocket]):
+    """A listening Unix-domain stream socket on an :class:`IOContext`: the
+    :class:`TCPAcceptor` surface (and thread rules) with path endpoints.
 
-    ``LocalStreamAcceptor(ctx)`` is closed; ``open``, ``bind`` and
-    ``listen`` set it up, or ``LocalStreamAcceptor(ctx, path)`` does all
-    three at once.  ``accept()`` returns a :class:`LocalStreamSocket`.
-
-    Thread safety: :meth:`cancel` and :meth:`close` may be called from any
-    thread at any time; the other methods by whoever owns the acceptor.
+    ``LocalStreamAcceptor(ctx, path)`` opens, binds and listens at once;
+    ``accept()`` returns a :class:`LocalStreamSocket`.
     """
 
     __slots__ = ()
@@ -68,21 +65,9 @@ class LocalStreamAcceptor(AcceptorBase[LocalStreamSocket]):
         """
         super().__init__(ctx)
         if path is not None:
-            try:
-                self.bind(path, unlink_existing=unlink_existing)
-                self.listen(backlog)
-            except BaseException:
-                self.close()
-                raise
-
-    def open(self, family: int = socket.AF_UNIX) -> None:
-        """Open a new socket (closing any old one); ``family`` must be AF_UNIX.
-
-        :raises TypeError, ValueError: for another family.
-        :raises OSError: when the OS refuses the socket.
-        :raises RuntimeError: when the context is closed.
-        """
-        self._open(_check_unix_family(family))
+            self._bind_and_listen(
+                lambda: self.bind(path, unlink_existing=unlink_existing), backlog
+            )
 
     def _new_socket(self, family: int) -> socket.socket:
         return new_socket(family, socket.SOCK_STREAM)

@@ -166,6 +166,8 @@ class LocklessScheduler(Scheduler):
     def _loop(
         self, frame: Frame, limit: int, deadline: float | None, poll: bool, main: bool
     ) -> int:
+        # The same signature and entry as _threaded's loop, but no lock per
+        # step: each loop is its scheduler's hot path, so neither shares code.
         queue = self._queue
         popleft = queue.popleft
         interrupt_state = _interrupt.MAIN  # read only when ``main``

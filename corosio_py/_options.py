@@ -79,7 +79,9 @@ class PresetOption:
     """A boolean option that must be set before ``bind`` (see the module).
 
     ``option`` is ``None`` where the platform lacks it: reading gives False,
-    setting True raises ``OSError(ENOPROTOOPT)``.
+    setting True raises ``OSError(ENOPROTOOPT)``.  Shaped as
+    :class:`BoolOption` but not one: its option may be absent, and every
+    access reads or writes the remembered presets first.
     """
 
     # No __slots__: the instance carries its own ``__doc__`` (for help()).

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from ._context import IOContext
 from ._descriptor import closed_error
-from ._endpoint import IP, Addressing
 from ._handle import DescriptorHandle, attach
 from ._io_ops import ConnectOp, FailedOp
 from ._options import SizeOption
 
 if TYPE_CHECKING:
     from ._cancel import StopToken
+    from ._descriptor import Descriptor
     from ._ops import Operation
     from ._tasks import Task
 
@@ -112,8 +112,6 @@ class SocketBase(DescriptorHandle):
 
     __slots__ = ()
 
-    #: How this class's endpoints convert.
-    _addressing: ClassVar[Addressing] = IP
     #: ``socket.SOCK_STREAM`` or ``socket.SOCK_DGRAM``.
     _kind: ClassVar[int] = socket.SOCK_STREAM
 
@@ -145,37 +143,13 @@ class SocketBase(DescriptorHandle):
         self._desc = desc
         return self
 
-    def bind(self, endpoint: Any) -> None:
-        """Bind to ``endpoint`` (opening a socket of its family if needed).
-
-        :raises TypeError, ValueError: for a bad endpoint.
-        :raises OSError: when the OS refuses (``EADDRINUSE``, ...).
-        """
-        addressing = self._addressing
-        ep = addressing.check(endpoint)
-        desc = self._desc
-        if desc is None or not desc.is_open:
-            desc = self._open(addressing.family(ep))
-
-        def bind(sock: socket.socket) -> None:
-            sock.bind(addressing.to_sockaddr(ep))
-            desc.local = addressing.from_sockaddr(sock.getsockname())  # under desc.lock
-
-        desc.call(bind)
-
     def local_endpoint(self) -> Any:
         """The local endpoint, cached at bind/connect/accept.
 
         :raises OSError: ``EBADF`` when closed, ``ENOTCONN`` when neither
             bound nor connected.
         """
-        desc = self._require_desc()
-        with desc.lock:
-            if desc.fd < 0:
-                raise closed_error()
-            if desc.local is None:
-                raise not_connected()
-            return desc.local
+        return self._cached_endpoint(remote=False)
 
     def remote_endpoint(self) -> Any:
         """The peer's endpoint, cached at connect/accept.
@@ -183,13 +157,17 @@ class SocketBase(DescriptorHandle):
         :raises OSError: ``EBADF`` when closed, ``ENOTCONN`` when not connected
             (including after a failed connect).
         """
+        return self._cached_endpoint(remote=True)
+
+    def _cached_endpoint(self, *, remote: bool) -> Any:
         desc = self._require_desc()
         with desc.lock:
             if desc.fd < 0:
                 raise closed_error()
-            if desc.remote is None:
-                raise not_connected()
-            return desc.remote
+            endpoint = desc.remote if remote else desc.local
+        if endpoint is None:
+            raise not_connected()
+        return endpoint
 
     def connect(self, endpoint: Any, *, stop_token: StopToken | None = None) -> Operation:
         """Awaitable: connect to ``endpoint`` (opening a socket if needed).
@@ -223,9 +201,5 @@ class SocketBase(DescriptorHandle):
         "SO_SNDBUF in bytes (the OS may round or double it).  ``OSError`` when closed.",
     )
 
-    def __repr__(self) -> str:
-        name = type(self).__name__
-        desc = self._desc
-        if desc is None or not desc.is_open:
-            return f"<{name} closed>"
-        return f"<{name} fd={desc.fileno()} local={desc.local} remote={desc.remote}>"
+    def _repr_details(self, desc: Descriptor) -> str:
+        return f" local={desc.local} remote={desc.remote}"

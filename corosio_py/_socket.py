@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Final, final
+from typing import ClassVar, Final, final
 
 from ._context import IOContext
-from ._handle import attach
+from ._handle import DescriptorHandle, attach
 from ._options import BoolOption
 from ._sockbase import configure_socket, new_socket
 from ._stream import StreamSocket
 
-__all__ = ("TCPSocket", "attach", "check_ip_family", "configure_socket", "create_socket")
+__all__ = ("IPOpen", "TCPSocket", "attach", "check_ip_family", "configure_socket", "create_socket")
 
 _FAMILIES: Final = (socket.AF_INET, socket.AF_INET6)
 _LINGER: Final = struct.Struct("ii")
@@ -60,33 +60,19 @@ def create_socket(
     return sock
 
 
-@final
-class TCPSocket(StreamSocket):
-    """A TCP stream socket on an :class:`IOContext`.
-
-    One read and one write may be pending at once; a second concurrent read
-    (or write/connect) raises ``RuntimeError`` at its ``await``.  Every
-    awaitable method takes ``stop_token=`` to cancel just that operation;
-    a token already stopped means the operation never starts.  Cancelled
-    operations raise :class:`corosio_py.Cancelled`.
-
-    Thread safety: :meth:`cancel` and :meth:`close` may be called from any
-    thread at any time; the other methods by whoever owns the socket.
-    """
+class IPOpen(DescriptorHandle):
+    """``open()`` of the TCP sockets and acceptors: AF_INET or AF_INET6."""
 
     __slots__ = ()
 
-    def __init__(self, ctx: IOContext) -> None:
-        """Create a closed socket on ``ctx`` (see :meth:`open`, :meth:`connect`).
-
-        :raises TypeError: when ``ctx`` is not an :class:`IOContext`.
-        """
-        super().__init__(ctx)
+    #: IPV6_V6ONLY for the AF_INET6 sockets it opens (acceptors: dual-stack).
+    _v6only: ClassVar[bool] = True
 
     def open(self, family: int = socket.AF_INET) -> None:
         """Open a new socket of ``family`` (closing any previous one).
 
-        AF_INET6 sockets are IPv6-only (best effort).
+        AF_INET6 sockets are IPv6-only, AF_INET6 acceptors dual-stack (both
+        best effort).
 
         :raises TypeError: for a family that is not an int.
         :raises ValueError: for a family other than AF_INET / AF_INET6.
@@ -97,7 +83,24 @@ class TCPSocket(StreamSocket):
         self._open(family)
 
     def _new_socket(self, family: int) -> socket.socket:
-        return create_socket(family, v6only=True)
+        return create_socket(family, v6only=self._v6only)
+
+
+@final
+class TCPSocket(IPOpen, StreamSocket):
+    """A TCP stream socket on an :class:`IOContext`: the
+    :class:`StreamSocket` surface (its rules on pending operations,
+    ``stop_token=`` and threads) plus the IP families and TCP options.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, ctx: IOContext) -> None:
+        """Create a closed socket on ``ctx`` (see :meth:`open`, :meth:`connect`).
+
+        :raises TypeError: when ``ctx`` is not an :class:`IOContext`.
+        """
+        super().__init__(ctx)
 
     no_delay = BoolOption(
         socket.IPPROTO_TCP,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from typing import TYPE_CHECKING, Any, Final
 
-from ._buffers import Immediate, byte_view, read_size, write_size
+from ._buffers import Immediate, byte_view, read_exactly, read_size, write_size
 from ._cancel import check_token
 from ._descriptor import closed_error
 from ._io_ops import FailedOp, ReadOp, WriteOp
@@ -103,6 +103,7 @@ class StreamSocket(SocketBase):
         :raises RuntimeError: when another write or a connect is pending.
         :raises Cancelled: when cancelled.
         """
+        # The same tail as read_some's, written out: both are the hot path.
         desc = self._desc
         try:
             data, size, gather = write_size(data, "write_some")
@@ -123,21 +124,12 @@ class StreamSocket(SocketBase):
         :raises Cancelled: when cancelled (bytes read so far are lost).
         :raises OSError: as :meth:`read_some`.
         """
-        check_token(stop_token)
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(f"n must be an int, not {type(n).__name__}")
-        if n < 0:
-            raise ValueError("n must be >= 0")
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            count: int = await self.read_some(view[got:], stop_token=stop_token)
-            if not count:
-                raise EOFError(f"the peer closed the connection after {got} of {n} bytes")
-            got += count
-        view.release()
-        return bytes(buf)
+        return await read_exactly(
+            lambda got, rest: self.read_some(rest, stop_token=stop_token),
+            n,
+            stop_token,
+            "the peer closed the connection",
+        )
 
     async def write_all(self, data: Any, *, stop_token: StopToken | None = None) -> int:
         """Write all of ``data`` (bytes-like or a list of them); return its size.
@@ -166,6 +158,8 @@ class StreamSocket(SocketBase):
                         views[0] = head[count:]
                         count = 0
             return total
+        # The one-buffer loop is _files._write_all's, written out here: an
+        # HTTP reply is one write_all, and a step callback per write costs.
         try:
             view = byte_view(data)
         except TypeError:

@@ -17,8 +17,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from ._cancel import StopToken, check_token
 from ._errors import Cancelled
@@ -40,23 +39,33 @@ def refuse_if_stopped(stop_token: StopToken) -> None:
         raise Cancelled()
 
 
+#: The primitives whose waiters park in their one ``_waiters`` FIFO.
+P = TypeVar("P", "Lock", "Event", "Semaphore")
+
+
+class _Wait(Waiter, Generic[P]):
+    """A wait on ``owner``: its mutex, its FIFO (Lock, Event, Semaphore)."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: P, stop_token: StopToken | None) -> None:
+        super().__init__(owner._mutex, owner._waiters, stop_token)
+        self._owner: P = owner
+
+
 # ---------------------------------------------------------------- Lock
 
 
-class _Acquire(Waiter):
+class _Acquire(_Wait["Lock"]):
     """Waits for a :class:`Lock` (its value: True, the lock is held)."""
 
-    __slots__ = ("_lock",)
-
-    def __init__(self, lock: Lock, stop_token: StopToken | None) -> None:
-        super().__init__(lock._mutex, lock._waiters, stop_token)
-        self._lock = lock
+    __slots__ = ()
 
     def start(self, task: Task[Any]) -> object:
         with self._mutex:
             # Registered first, then tried: a release that found no waiter
             # (it looks without the mutex) has let go before this try.
-            if self._lock._enqueue_or_take_locked(self):
+            if self._owner._enqueue_or_take_locked(self):
                 return True
             task._sched.work_started()  # under the mutex: no granter yet
             self.task = task
@@ -64,7 +73,7 @@ class _Acquire(Waiter):
 
     def discard(self, value: object) -> None:
         if value is True:  # granted to a task its closed context dropped
-            self._lock.release()
+            self._owner.release()
 
 
 @final
@@ -156,12 +165,7 @@ class Lock:
         except IndexError:
             await _Acquire(self, None)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.release()
 
     def __repr__(self) -> str:
@@ -172,15 +176,11 @@ class Lock:
 # ---------------------------------------------------------------- Event
 
 
-class _EventWait(Waiter):
-    __slots__ = ("_event",)
-
-    def __init__(self, event: Event, stop_token: StopToken | None) -> None:
-        super().__init__(event._mutex, event._waiters, stop_token)
-        self._event = event
+class _EventWait(_Wait["Event"]):
+    __slots__ = ()
 
     def try_now(self) -> object:
-        return True if self._event._flag else NOT_READY
+        return True if self._owner._flag else NOT_READY
 
 
 @final
@@ -230,19 +230,15 @@ class Event:
 # ---------------------------------------------------------------- Semaphore
 
 
-class _Permit(Waiter):
-    __slots__ = ("_sem",)
-
-    def __init__(self, sem: Semaphore, stop_token: StopToken | None) -> None:
-        super().__init__(sem._mutex, sem._waiters, stop_token)
-        self._sem = sem
+class _Permit(_Wait["Semaphore"]):
+    __slots__ = ()
 
     def try_now(self) -> object:
-        return True if self._sem._take_locked() else NOT_READY
+        return True if self._owner._take_locked() else NOT_READY
 
     def discard(self, value: object) -> None:
         if value is True:  # granted to a task its closed context dropped
-            self._sem.release()
+            self._owner.release()
 
 
 @final
@@ -307,12 +303,7 @@ class Semaphore:
     async def __aenter__(self) -> None:
         await self.acquire()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.release()
 
     def __repr__(self) -> str:
@@ -481,12 +472,7 @@ class Condition:
     async def __aenter__(self) -> None:
         await self._lock.__aenter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self._lock.release()
 
     def __repr__(self) -> str:

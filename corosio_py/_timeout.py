@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from types import TracebackType
 from typing import Any, final
 
 from . import _validate
@@ -82,12 +81,7 @@ class timeout:  # noqa: N801 - a lower-case context manager, like asyncio.timeou
             task._sched.add_timer(entry, time.monotonic() + min(delay, 1e15))
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         task = self._task
         assert task is not None
         entry = self._entry
@@ -100,10 +94,5 @@ class timeout:  # noqa: N801 - a lower-case context manager, like asyncio.timeou
     async def __aenter__(self) -> timeout:
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.__exit__(*exc_info)

@@ -18,7 +18,11 @@ __all__ = ("Timer", "sleep")
 
 
 class _TimerWait(Operation):
-    """One ``await`` on a deadline; a :class:`TimerWaiter` in the timer queue."""
+    """One ``await`` on a deadline; a :class:`TimerWaiter` in the timer queue.
+
+    One per ``sleep``: ``__init__`` sets its fields itself, as the I/O
+    operations do (see ``_io_ops``).
+    """
 
     __slots__ = ("deadline", "pending", "_task", "_timer")
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Any, Final, cast, final
 
+from ._buffers import read_exactly
 from ._buffers import view as _view
 from ._cancel import check_token
 from ._descriptor import closed_error
@@ -205,6 +206,7 @@ class TLSStream(TLSEngine):
             with self._lock:
                 if self._closed:
                     raise closed_error()
+                # (The loop head is shutdown()'s too; the bodies differ.)
                 done = False
                 error: ssl.SSLError | None = None
                 self._dry = False
@@ -333,21 +335,12 @@ class TLSStream(TLSEngine):
         :raises TypeError, ValueError: for a bad ``n`` or ``stop_token``.
         :raises Cancelled: when cancelled (bytes read so far are lost).
         """
-        check_token(stop_token)
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(f"n must be an int, not {type(n).__name__}")
-        if n < 0:
-            raise ValueError("n must be >= 0")
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
-        while got < n:
-            count = await self.read_some(view[got:], stop_token=stop_token)
-            if not count:
-                raise EOFError(f"the TLS stream ended after {got} of {n} bytes")
-            got += count
-        view.release()
-        return bytes(buf)
+        return await read_exactly(
+            lambda got, rest: self.read_some(rest, stop_token=stop_token),
+            n,
+            stop_token,
+            "the TLS stream ended",
+        )
 
     # ------------------------------------------------------------ writing
 
@@ -403,6 +396,7 @@ class TLSStream(TLSEngine):
         :class:`SealedWrite` (after the handshake, if it is not done yet)."""
         lock = self._lock
         role = self._send
+        # The same closed-check as SealedWrite.start, inline: per write.
         lock.acquire()  # not ``with``: the hot path (docs/concurrency.md)
         try:
             if self._closed:

@@ -78,7 +78,9 @@ class Role:
 class RoleWait(Operation):
     """``await`` a role: ``None`` once it is held.
 
-    Created already awaited (the stream awaits it itself).
+    Created already awaited (the stream awaits it itself).  Its ``__init__``
+    and ``cancel`` have the shape of every operation's (``_io_ops`` says
+    why the initialisers are written out); the claim is its own.
     """
 
     __slots__ = ("role", "task")

@@ -73,7 +73,8 @@ def _ready(fd: int, kind: WaitType) -> bool:
 
 
 class _WaitOp(DescriptorOp):
-    """A readiness wait parked in the read slot (``READ``, ``ERROR``)."""
+    """A readiness wait parked in the read slot (``READ``, ``ERROR``);
+    ``__init__`` written out, as every I/O operation's (see ``_io_ops``)."""
 
     __slots__ = ("kind",)
 

@@ -16,10 +16,10 @@ import os
 import subprocess
 import sys
 
-import corosio_py as cio
 from corosio_py._scheduler import gil_enabled
 
-from .http_server import positive_float, positive_int, serve, shutdown
+from .http_load import add_load_arguments
+from .http_server import add_backend_argument, positive_int, serve, shutdown
 
 
 def default_threads() -> tuple[int, str]:
@@ -48,21 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="server threads (default: the fastest count for this interpreter)",
     )
-    parser.add_argument(
-        "--connections",
-        type=positive_int,
-        default=32,
-        help="keep-alive connections of the load client (default: 32)",
-    )
-    parser.add_argument(
-        "--duration", type=positive_float, default=5.0, help="seconds of load (default: 5)"
-    )
-    parser.add_argument(
-        "--backend",
-        default=None,
-        choices=cio.available_backends(),
-        help=f"reactor backend of the server (default: {cio.available_backends()[0]})",
-    )
+    add_load_arguments(parser)
+    add_backend_argument(parser, " of the server")
     args = parser.parse_args(argv)
     if args.threads is None:
         args.threads, why = default_threads()

@@ -14,9 +14,9 @@ import time
 
 import corosio_py as cio
 
-from .http_server import port_number, positive_float, positive_int
+from .http_server import add_backend_argument, port_number, positive_float, positive_int
 
-__all__ = ("main", "run_load")
+__all__ = ("add_load_arguments", "main", "run_load")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -99,6 +99,19 @@ def run_load(
     }
 
 
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--connections`` and ``--duration`` of the load."""
+    parser.add_argument(
+        "--connections",
+        type=positive_int,
+        default=32,
+        help="concurrent keep-alive connections of the load client (default: 32)",
+    )
+    parser.add_argument(
+        "--duration", type=positive_float, default=5.0, help="seconds of load (default: 5)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point: print the figures as one JSON line."""
     parser = argparse.ArgumentParser(
@@ -107,21 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="server address (default: 127.0.0.1)")
     parser.add_argument("--port", type=port_number, required=True, help="server port")
-    parser.add_argument(
-        "--connections",
-        type=positive_int,
-        default=32,
-        help="concurrent keep-alive connections (default: 32)",
-    )
-    parser.add_argument(
-        "--duration", type=positive_float, default=5.0, help="seconds of load (default: 5)"
-    )
-    parser.add_argument(
-        "--backend",
-        default=None,
-        choices=cio.available_backends(),
-        help=f"reactor backend (default: {cio.available_backends()[0]})",
-    )
+    add_load_arguments(parser)
+    add_backend_argument(parser)
     args = parser.parse_args(argv)
     print(json.dumps(run_load(args.host, args.port, args.connections, args.duration, args.backend)))
 

@@ -51,7 +51,7 @@ import ssl
 import sys
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import corosio_py as cio
 
@@ -70,6 +70,7 @@ __all__ = (
     "MAX_HEADER",
     "HTTPStats",
     "RequestError",
+    "add_backend_argument",
     "main",
     "make_handler",
     "port_number",
@@ -79,6 +80,8 @@ __all__ = (
     "shutdown",
     "tls_context",
 )
+
+T = TypeVar("T")
 
 #: The body of ``/``.
 BODY: Final = b"Hello from corosio_py!\n"
@@ -280,12 +283,17 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return context
 
 
+def _converted(text: str, convert: Callable[[str], T], what: str) -> T:
+    """``convert(text)``, or the ``argparse`` error saying it is not ``what``."""
+    try:
+        return convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
 def positive_int(text: str) -> int:
     """An ``argparse`` type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = _converted(text, int, "an integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
@@ -293,10 +301,7 @@ def positive_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     """An ``argparse`` type: a finite number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _converted(text, float, "a number")
     if not 0.0 < value < math.inf:
         raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
     return value
@@ -304,13 +309,20 @@ def positive_float(text: str) -> float:
 
 def port_number(text: str) -> int:
     """An ``argparse`` type: a TCP port, 0 (any free port) to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = _converted(text, int, "an integer")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be from 0 to 65535, not {value}")
     return value
+
+
+def add_backend_argument(parser: argparse.ArgumentParser, whose: str = "") -> None:
+    """``--backend``: the reactor backend (of ``whose`` context, if said)."""
+    parser.add_argument(
+        "--backend",
+        default=None,
+        choices=cio.available_backends(),
+        help=f"reactor backend{whose} (default: {cio.available_backends()[0]})",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -332,12 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--threads", type=positive_int, default=4, help="threads running the IOContext (default: 4)"
     )
-    parser.add_argument(
-        "--backend",
-        default=None,
-        choices=cio.available_backends(),
-        help=f"reactor backend (default: {cio.available_backends()[0]})",
-    )
+    add_backend_argument(parser)
     parser.add_argument(
         "--processes",
         type=positive_int,
