@@ -33,7 +33,10 @@ __all__ = ("DatagramSocket",)
 class _ReceiveOp(DescriptorOp):
     """What the two datagram receives share: when the first attempt may be
     skipped (see "When a read may park without trying its system call" in
-    :mod:`corosio_py._descriptor`)."""
+    :mod:`corosio_py._descriptor`).
+
+    The operations here write their ``__init__`` out, as every I/O
+    operation does (``_io_ops`` says why: one is built per call)."""
 
     __slots__ = ()
 

@@ -76,6 +76,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ._endpoint import Endpoint
 from ._errors import Cancelled
+from ._fdstate import LockedFd
 from ._ops import PENDING, Operation
 from ._reactor import ERROR, HANGUP, READ, WRITE
 
@@ -187,7 +188,7 @@ class DescriptorOp(Operation):
         return self.desc.cancel_op(self, task)
 
 
-class Descriptor:
+class Descriptor(LockedFd):
     """The reactor-facing state of one open fd (socket or acceptor).
 
     Thread safety: every field below is guarded by :attr:`lock`, except
@@ -242,17 +243,6 @@ class Descriptor:
     def register(self) -> None:
         """Register with the reactor (once, right after construction)."""
         self.reactor.register(self.fd, self)
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the fd is still open (may change right after it returns)."""
-        with self.lock:
-            return self.fd >= 0
-
-    def fileno(self) -> int:
-        """The fd, or -1 once closed."""
-        with self.lock:
-            return self.fd
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(sock, *args)`` under the lock; ``EBADF`` once closed.
@@ -365,16 +355,10 @@ class Descriptor:
         with self.lock:
             if op.task is not task:
                 return False
-            if op.write_direction:
-                if self.write_op is not op:
-                    return False
-                self.write_op = None
-                self.write_busy = False
-            else:
-                if self.read_op is not op:
-                    return False
-                self.read_op = None
-                self.read_busy = False
+            write = op.write_direction
+            if (self.write_op if write else self.read_op) is not op:
+                return False
+            self._vacate_locked(write)
         return True
 
     def cancel_all(self) -> None:
@@ -389,15 +373,9 @@ class Descriptor:
 
     def close(self) -> None:
         """``close()``: cancel parked ops, deregister, close the fd.  Idempotent."""
-        with self.lock:
-            fd = self.fd
-            if fd < 0:
-                return
-            self.fd = -1
-            claimed = self._claim_all_locked()
-            self.read_ready = self.write_ready = False
-            self.local = self.remote = None
-            self.probe = None
+        fd, claimed = self._detach()
+        if fd < 0:
+            return
         # fd is -1 under the lock, so no system call can start on it any
         # more; deregister before the number can be reused by another open.
         self.reactor.deregister(fd)
@@ -406,39 +384,44 @@ class Descriptor:
 
     def _shutdown(self) -> None:
         """``IOContext.close()``: close without posting; parked ops are abandoned."""
-        with self.lock:
-            fd = self.fd
-            if fd < 0:
-                return
-            self.fd = -1
-            self._claim_all_locked()
-            self.read_ready = self.write_ready = False
-            self.probe = None
+        fd, _ = self._detach()
+        if fd < 0:
+            return
         try:
             self.reactor.deregister(fd)
         finally:
             self.sock.close()
 
+    def _detach(self) -> tuple[int, list[DescriptorOp]]:
+        """Mark closed under the lock and take the parked ops out; the fd
+        (-1 when it was closed already) and the ops to complete."""
+        with self.lock:
+            fd = self.fd
+            if fd < 0:
+                return fd, []
+            self.fd = -1
+            claimed = self._claim_all_locked()
+            self.read_ready = self.write_ready = False
+            self.local = self.remote = None
+            self.probe = None
+        return fd, claimed
+
     def _claim_all_locked(self) -> list[DescriptorOp]:
         claimed = []
-        op = self.read_op
-        if op is not None:
-            self.read_op = None
-            self.read_busy = False
-            claimed.append(op)
-        op = self.write_op
-        if op is not None:
-            self.write_op = None
-            self.write_busy = False
-            claimed.append(op)
+        for op, write in ((self.read_op, False), (self.write_op, True)):
+            if op is not None:
+                self._vacate_locked(write)
+                claimed.append(op)
         return claimed
 
-    def _post_cancelled(self, claimed: list[DescriptorOp]) -> None:
-        post = self.sched.post_counted
-        for op in claimed:
-            task = op.task
-            assert task is not None
-            post(task.wakeup(None, Cancelled()))
+    def _vacate_locked(self, write: bool) -> None:
+        """Empty one direction's slot: its op was claimed (lock held)."""
+        if write:
+            self.write_op = None
+            self.write_busy = False
+        else:
+            self.read_op = None
+            self.read_busy = False
 
     # ---------------------------------------------------------- readiness
 
@@ -482,14 +465,12 @@ class Descriptor:
                     # readiness wait completes normally: the fd is ready.
                     exc = os_error(code)
                     if rop is not None:
-                        self.read_op = None
-                        self.read_busy = False
+                        self._vacate_locked(False)
                         out.append(rop.task.wakeup(None, exc if rop.takes_error else None))  # type: ignore[union-attr]
                     else:
                         self.read_ready = True
                     if wop is not None:
-                        self.write_op = None
-                        self.write_busy = False
+                        self._vacate_locked(True)
                         out.append(wop.task.wakeup(None, exc if wop.takes_error else None))  # type: ignore[union-attr]
                     else:
                         self.write_ready = True
@@ -526,12 +507,7 @@ class Descriptor:
         else:
             if result is WOULD_BLOCK:
                 return
-        if write:
-            self.write_op = None
-            self.write_busy = False
-        else:
-            self.read_op = None
-            self.read_busy = False
+        self._vacate_locked(write)
         out.append(op.task.wakeup(result, error))  # type: ignore[union-attr]
 
     def __repr__(self) -> str:

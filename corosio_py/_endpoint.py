@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 __all__ = (
     "IP",
@@ -120,14 +120,23 @@ _FROM_CACHE: dict[Any, Endpoint] = {}
 _TO_CACHE: dict[Endpoint, tuple[Any, ...]] = {}
 
 
+V = TypeVar("V")
+
+
+def _remember(cache: dict[Any, V], key: Any, value: V) -> V:
+    """Store ``value`` in one of the caches here (emptied when full); the
+    lookups stay inline in their callers, which are per-datagram paths."""
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def from_sockaddr_cached(sockaddr: Any) -> Endpoint:
     """:func:`from_sockaddr`, remembered for the busiest peers."""
     endpoint = _FROM_CACHE.get(sockaddr)
     if endpoint is None:
-        endpoint = from_sockaddr(sockaddr)
-        if len(_FROM_CACHE) >= _CACHE_LIMIT:
-            _FROM_CACHE.clear()
-        _FROM_CACHE[sockaddr] = endpoint
+        endpoint = _remember(_FROM_CACHE, sockaddr, from_sockaddr(sockaddr))
     return endpoint
 
 
@@ -149,9 +158,7 @@ def sockaddr_of(value: object) -> tuple[Any, ...]:
     endpoint = as_endpoint(value)
     sockaddr = to_sockaddr_cached(endpoint)
     if endpoint is value:  # only validated Endpoint objects are remembered
-        if len(_SEEN) >= _CACHE_LIMIT:
-            _SEEN.clear()
-        _SEEN[id(value)] = (endpoint, sockaddr)
+        _remember(_SEEN, id(value), (endpoint, sockaddr))
     return sockaddr
 
 
@@ -159,10 +166,7 @@ def to_sockaddr_cached(endpoint: Endpoint) -> tuple[Any, ...]:
     """:func:`to_sockaddr`, remembered for the busiest peers."""
     sockaddr = _TO_CACHE.get(endpoint)
     if sockaddr is None:
-        sockaddr = to_sockaddr(endpoint)
-        if len(_TO_CACHE) >= _CACHE_LIMIT:
-            _TO_CACHE.clear()
-        _TO_CACHE[endpoint] = sockaddr
+        sockaddr = _remember(_TO_CACHE, endpoint, to_sockaddr(endpoint))
     return sockaddr
 
 

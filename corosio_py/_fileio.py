@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._buffers import Immediate
 from ._errors import Cancelled
+from ._fdstate import LockedFd
 from ._ops import PENDING, Operation
 from ._workers import submit
 
@@ -94,7 +95,7 @@ def _close_quietly(fd: int) -> None:
         pass
 
 
-class OpenFile:
+class OpenFile(LockedFd):
     """The state of one open fd (a fresh one per ``open``, never reused).
 
     Guarded by :attr:`lock`: ``fd``, ``users``, ``closing``, ``queued``,
@@ -141,17 +142,6 @@ class OpenFile:
         #: only ever cleared (a stale True costs one refused attempt).
         self.nowait = True
 
-    @property
-    def is_open(self) -> bool:
-        """Whether the file is open (may change right after it returns)."""
-        with self.lock:
-            return self.fd >= 0
-
-    def fileno(self) -> int:
-        """The fd, or -1 once closed."""
-        with self.lock:
-            return self.fd
-
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(fd, *args)`` on the calling thread, the fd held open meanwhile.
 
@@ -186,13 +176,6 @@ class OpenFile:
             op.state = _DONE
             op.release_locked()
         return claimed
-
-    def _post_cancelled(self, claimed: list[FileOp]) -> None:
-        post = self.sched.post_counted
-        for op in claimed:
-            task = op.task
-            assert task is not None
-            post(task.wakeup(None, Cancelled()))
 
     def cancel_all(self) -> None:
         """``cancel()``: every queued operation completes with ``Cancelled``;
