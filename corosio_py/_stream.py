@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Final
 
 from ._buffers import Immediate, byte_view, read_exactly, read_size, write_size
 from ._cancel import check_token
 from ._descriptor import closed_error
-from ._io_ops import FailedOp, ReadOp, WriteOp
+from ._io_ops import FailedOp, ReadOp, WriteAllOp, WriteOp
 from ._sockbase import SocketBase
 
 if TYPE_CHECKING:
@@ -131,47 +132,48 @@ class StreamSocket(SocketBase):
             "the peer closed the connection",
         )
 
-    async def write_all(self, data: Any, *, stop_token: StopToken | None = None) -> int:
-        """Write all of ``data`` (bytes-like or a list of them); return its size.
+    def write_all(self, data: Any, *, stop_token: StopToken | None = None) -> Awaitable[int]:
+        """Awaitable: write all of ``data`` (bytes-like or a list of them);
+        returns its size.
 
         :raises TypeError: for data that is not bytes-like, or a bad
-            ``stop_token``.
+            ``stop_token`` (at the await).
         :raises Cancelled: when cancelled (some bytes may have been sent).
         :raises OSError: as :meth:`write_some`.
         """
-        check_token(stop_token)
         if type(data) is list or type(data) is tuple:
-            try:
-                views = [byte_view(item) for item in data]
-            except TypeError:
-                raise TypeError("write_all needs bytes-like objects in the list") from None
-            views = [v for v in views if v.nbytes]
-            total = sum(v.nbytes for v in views)
-            while views:
-                count: int = await self.write_some(views, stop_token=stop_token)
-                while count:
-                    head = views[0]
-                    if count >= head.nbytes:
-                        count -= head.nbytes
-                        del views[0]
-                    else:
-                        views[0] = head[count:]
-                        count = 0
-            return total
-        # The one-buffer loop is _files._write_all's, written out here: an
-        # HTTP reply is one write_all, and a step callback per write costs.
+            return self._write_all_list(data, stop_token)
+        desc = self._desc
         try:
             view = byte_view(data)
         except TypeError:
-            raise TypeError(
-                f"write_all needs a bytes-like object, not {type(data).__name__}"
-            ) from None
-        total = view.nbytes
-        if not total:
+            error = TypeError(f"write_all needs a bytes-like object, not {type(data).__name__}")
+            return FailedOp(error, stop_token)
+        if desc is None:
+            return FailedOp(closed_error(), stop_token)
+        if not view.nbytes:
             # Still a checkpoint: EBADF and stop tokens apply to empty writes.
-            await self.write_some(b"", stop_token=stop_token)
-            return 0
-        sent = 0
-        while sent < total:
-            sent += await self.write_some(view[sent:] if sent else data, stop_token=stop_token)
+            return Immediate(desc, 0, stop_token)
+        return WriteAllOp(desc, data, view, stop_token)
+
+    async def _write_all_list(self, data: Any, stop_token: StopToken | None) -> int:
+        """``write_all`` of a list: gathered ``write_some`` calls until the
+        last buffer is gone."""
+        check_token(stop_token)
+        try:
+            views = [byte_view(item) for item in data]
+        except TypeError:
+            raise TypeError("write_all needs bytes-like objects in the list") from None
+        views = [v for v in views if v.nbytes]
+        total = sum(v.nbytes for v in views)
+        while views:
+            count: int = await self.write_some(views, stop_token=stop_token)
+            while count:
+                head = views[0]
+                if count >= head.nbytes:
+                    count -= head.nbytes
+                    del views[0]
+                else:
+                    views[0] = head[count:]
+                    count = 0
         return total
