@@ -42,7 +42,7 @@ class _ReceiveOp(DescriptorOp):
 
     def may_skip_attempt(self) -> bool:
         desc = self.desc
-        return desc.drained and not desc.read_ready and not desc.hup
+        return desc.drained and not desc.reads.ready and not desc.hup
 
     def note_received(self) -> None:
         """After a datagram was taken (``desc.lock`` held): a receive that

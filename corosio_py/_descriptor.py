@@ -12,15 +12,18 @@ when the fd is opened, and deregistered just before the fd is closed.
 
 Slots and flags
 ---------------
-* Two op slots: *read* (a read or an accept) and *write* (a write or a
-  connect: both wait for writability).  Each holds at most one parked op.
-* ``read_busy`` / ``write_busy``: an op of that direction is between its
-  initiation and its completion (parked or about to park).  A second op of
-  the same direction raises ``RuntimeError`` at its ``await`` (the API contract).
-* ``read_ready`` / ``write_ready``: a readiness edge arrived while no op of
-  that direction was parked.  An op that is about to park consumes the flag
-  and retries its system call first, so an edge that arrives between a
-  failed attempt and the parking is never lost.
+* Two :class:`Slot` objects, one per direction: ``reads`` (a read, an
+  accept, a read or error wait) and ``writes`` (a write or a connect: both
+  wait for writability).  Each holds at most one parked op in ``op``; a
+  second op of the same direction raises ``RuntimeError`` at its ``await``
+  (the API contract).
+* ``Slot.ready``: a readiness edge arrived while no op of that direction was
+  parked.  An op that is about to park consumes the flag and retries its
+  system call first, so an edge that arrives between a failed attempt and
+  the parking is never lost.
+* ``Slot.watched``: the reactor reports this direction (writes on the
+  edge-triggered backends only from the first write that would block:
+  ``ReactorBase.watch_writes``).
 * An initiation attempts, retries on a cached edge and parks in one hold of
   the lock, so a ``cancel()`` or ``close()`` either comes before it (and the
   op fails or is refused at once) or finds it parked and claims it: a cancel
@@ -35,7 +38,7 @@ almost always fails with EAGAIN.  It is skipped (``drained``) when the last
 no readiness was reported since, and the peer was never reported to hang up
 or fail (``hup``).  This is safe on the edge-triggered backends because
 every arrival after that ``recv`` (data, FIN, RST) produces a new edge, which
-either completes the parked read or sets ``read_ready``; and a FIN or error
+either completes the parked read or sets ``reads.ready``; and a FIN or error
 that arrived *before* it was reported with HANGUP/ERROR when its edge was
 harvested, which disables the skip for good.  (Without that flag a FIN that
 came with the last data would bring no further edge and the read would park
@@ -188,12 +191,36 @@ class DescriptorOp(Operation):
         return self.desc.cancel_op(self, task)
 
 
+class Slot:
+    """One direction of a :class:`Descriptor` (fields guarded by its lock).
+
+    ``op`` is the parked operation (None when the direction is free),
+    ``ready`` the cached readiness edge, ``watched`` whether the reactor
+    reports this direction.  ``busy_error`` is what a second concurrent
+    operation of this direction is told.
+    """
+
+    __slots__ = ("op", "ready", "watched", "write", "busy_error")
+
+    def __init__(self, write: bool, watched: bool) -> None:
+        self.op: DescriptorOp | None = None
+        self.ready = False
+        self.watched = watched
+        self.write = write  # set once
+        self.busy_error = (  # set once
+            "another write or connect is already pending on this socket"
+            if write
+            else "another read or accept is already pending on this socket"
+        )
+
+
 class Descriptor(LockedFd):
     """The reactor-facing state of one open fd (socket or acceptor).
 
-    Thread safety: every field below is guarded by :attr:`lock`, except
-    ``sock``, ``sched``, ``reactor`` and ``edge``, which are set once in
-    ``__init__``.  Any method may be called from any thread.
+    Thread safety: every field below, and the fields of its two slots, is
+    guarded by :attr:`lock`, except ``sock``, ``sched``, ``reactor``,
+    ``edge``, ``reads`` and ``writes``, which are set once in ``__init__``.
+    Any method may be called from any thread.
     """
 
     __slots__ = (
@@ -204,13 +231,8 @@ class Descriptor(LockedFd):
         "sched",
         "reactor",
         "edge",
-        "read_op",
-        "write_op",
-        "read_busy",
-        "write_busy",
-        "read_ready",
-        "write_ready",
-        "writes_watched",
+        "reads",
+        "writes",
         "drained",
         "probe",
         "hup",
@@ -225,15 +247,9 @@ class Descriptor(LockedFd):
         self.sched = sched
         self.reactor = sched.reactor
         self.edge = type(sched.reactor).edge_triggered
-        self.read_op: DescriptorOp | None = None  # parked read/accept (lock)
-        self.write_op: DescriptorOp | None = None  # parked write/connect (lock)
-        self.read_busy = False  # (lock)
-        self.write_busy = False  # (lock)
-        self.read_ready = False  # (lock)
-        self.write_ready = False  # (lock)
-        # The reactor reports writability (edge backends: after the first
-        # write that would block; see ReactorBase.watch_writes) (lock).
-        self.writes_watched = not self.edge
+        self.reads = Slot(write=False, watched=True)
+        # Edge backends watch writes from the first write that would block.
+        self.writes = Slot(write=True, watched=not self.edge)
         self.drained = False  # the last recv came back short, no edge since (lock)
         self.probe: select.poll | None = None  # see input_empty (lock)
         self.hup = False  # a hang-up or error was ever reported, or shut down (lock)
@@ -283,61 +299,47 @@ class Descriptor(LockedFd):
         scheduler lock the order (descriptor, then scheduler) is the
         documented one.
         """
-        write = op.write_direction
+        slot = self.writes if op.write_direction else self.reads
         consumed = False
         lock = self.lock
         lock.acquire()  # not ``with``: a hot path (docs/concurrency.md)
         try:
             if self.fd < 0:
                 raise closed_error()
-            if write:
-                if self.write_busy:
-                    raise RuntimeError("another write or connect is already pending on this socket")
-            elif self.read_busy:
-                raise RuntimeError("another read or accept is already pending on this socket")
+            if slot.op is not None:
+                raise RuntimeError(slot.busy_error)
             result = WOULD_BLOCK if op.may_skip_attempt() else op.attempt()
             if result is WOULD_BLOCK:
-                if write:
-                    if self.write_ready:
-                        self.write_ready = False
-                        consumed = True
-                        result = op.attempt()
-                elif self.read_ready:
-                    self.read_ready = False
+                if slot.ready:
+                    slot.ready = False
                     consumed = True
                     result = op.attempt()
             elif self.edge:
                 # Edge-triggered: the cached edge is stale now (the next park
                 # would retry in vain).  Level-triggered: keep it, clearing
                 # it would have to wake the reactor to watch the fd again.
-                if write:
-                    self.write_ready = False
-                else:
-                    self.read_ready = False
+                slot.ready = False
             if result is WOULD_BLOCK:
-                if write and not self.writes_watched:
+                if not slot.watched:
                     # Before parking: a refusal fails the op, nothing parked.
                     self.reactor.watch_writes(self.fd)
-                    self.writes_watched = True
+                    slot.watched = True
                 self.sched.work_started()
                 op.task = task
-                if write:
-                    self.write_busy = True
-                    self.write_op = op
-                else:
-                    self.read_busy = True
-                    self.read_op = op
+                slot.op = op
         finally:
             lock.release()
+        if self.edge:
+            return PENDING if result is WOULD_BLOCK else result
         if result is WOULD_BLOCK:
-            if not self.edge and (write or consumed):
+            if slot.write or consumed:
                 # poll/select watch a direction only on demand: a parked write
                 # always adds WRITE; a read adds READ back only when the cached
                 # flag was consumed (the fd was left out of the pass until now).
                 self.reactor.interest_changed()
             return PENDING
-        if consumed and not self.edge and not write:
-            self.reactor.interest_changed()  # read_ready went False: watch again
+        if consumed and not slot.write:
+            self.reactor.interest_changed()  # reads.ready went False: watch again
         return result
 
     # ---------------------------------------------------------- cancellation
@@ -355,10 +357,10 @@ class Descriptor(LockedFd):
         with self.lock:
             if op.task is not task:
                 return False
-            write = op.write_direction
-            if (self.write_op if write else self.read_op) is not op:
+            slot = self.writes if op.write_direction else self.reads
+            if slot.op is not op:
                 return False
-            self._vacate_locked(write)
+            slot.op = None
         return True
 
     def cancel_all(self) -> None:
@@ -401,27 +403,19 @@ class Descriptor(LockedFd):
                 return fd, []
             self.fd = -1
             claimed = self._claim_all_locked()
-            self.read_ready = self.write_ready = False
+            self.reads.ready = self.writes.ready = False
             self.local = self.remote = None
             self.probe = None
         return fd, claimed
 
     def _claim_all_locked(self) -> list[DescriptorOp]:
         claimed = []
-        for op, write in ((self.read_op, False), (self.write_op, True)):
+        for slot in (self.reads, self.writes):
+            op = slot.op
             if op is not None:
-                self._vacate_locked(write)
+                slot.op = None
                 claimed.append(op)
         return claimed
-
-    def _vacate_locked(self, write: bool) -> None:
-        """Empty one direction's slot: its op was claimed (lock held)."""
-        if write:
-            self.write_op = None
-            self.write_busy = False
-        else:
-            self.read_op = None
-            self.read_busy = False
 
     # ---------------------------------------------------------- readiness
 
@@ -429,13 +423,14 @@ class Descriptor(LockedFd):
         """Level-triggered backends: watch READ while a read op is parked or
         no readiness is cached."""
         with self.lock:
-            return self.fd >= 0 and (self.read_op is not None or not self.read_ready)
+            reads = self.reads
+            return self.fd >= 0 and (reads.op is not None or not reads.ready)
 
     def wants_write(self) -> bool:
         """Level-triggered backends: watch WRITE only while a write or connect
         op is parked (level writability would otherwise spin)."""
         with self.lock:
-            return self.write_op is not None
+            return self.writes.op is not None
 
     def on_ready(self, bits: int, out: deque[Callable[[], object]]) -> None:
         """A readiness report (reactor thread, no scheduler lock held).
@@ -452,10 +447,10 @@ class Descriptor(LockedFd):
             if bits & (HANGUP | ERROR):
                 self.hup = True
             self.drained = False
-            rop = self.read_op
-            wop = self.write_op
-            if bits & ERROR and (
-                (rop is not None and rop.takes_error) or (wop is not None and wop.takes_error)
+            reads = self.reads
+            writes = self.writes
+            if bits & ERROR and any(
+                slot.op is not None and slot.op.takes_error for slot in (reads, writes)
             ):
                 code = socket_error(self.sock)
                 if code:
@@ -464,16 +459,13 @@ class Descriptor(LockedFd):
                     # system call reports what is left (EOF, EPIPE).  A
                     # readiness wait completes normally: the fd is ready.
                     exc = os_error(code)
-                    if rop is not None:
-                        self._vacate_locked(False)
-                        out.append(rop.task.wakeup(None, exc if rop.takes_error else None))  # type: ignore[union-attr]
-                    else:
-                        self.read_ready = True
-                    if wop is not None:
-                        self._vacate_locked(True)
-                        out.append(wop.task.wakeup(None, exc if wop.takes_error else None))  # type: ignore[union-attr]
-                    else:
-                        self.write_ready = True
+                    for slot in (reads, writes):
+                        op = slot.op
+                        if op is None:
+                            slot.ready = True
+                            continue
+                        slot.op = None
+                        out.append(op.task.wakeup(None, exc if op.takes_error else None))  # type: ignore[union-attr]
                     return
                 # No error pending: a concurrent system call in the other
                 # direction already reported (and cleared) it.  Let each op
@@ -482,23 +474,20 @@ class Descriptor(LockedFd):
                 # every ERROR report).
                 bits |= READ | WRITE
             if bits & READ:
-                if rop is None:
-                    self.read_ready = True
-                else:
-                    self._retry_parked_locked(rop, False, out)
+                self._ready_locked(reads, out)
             if bits & WRITE:
-                if wop is None:
-                    self.write_ready = True
-                else:
-                    self._retry_parked_locked(wop, True, out)
+                self._ready_locked(writes, out)
         finally:
             self.lock.release()
 
-    def _retry_parked_locked(
-        self, op: DescriptorOp, write: bool, out: deque[Callable[[], object]]
-    ) -> None:
-        """Perform a parked op's system call again; complete it unless it
-        would still block (its resumption goes to ``out``)."""
+    def _ready_locked(self, slot: Slot, out: deque[Callable[[], object]]) -> None:
+        """One direction reported ready: retry its parked op's system call
+        and complete the op unless it would still block (its resumption goes
+        to ``out``); with no op parked, cache the edge."""
+        op = slot.op
+        if op is None:
+            slot.ready = True
+            return
         error: BaseException | None = None
         try:
             result = op.attempt()
@@ -507,7 +496,7 @@ class Descriptor(LockedFd):
         else:
             if result is WOULD_BLOCK:
                 return
-        self._vacate_locked(write)
+        slot.op = None
         out.append(op.task.wakeup(result, error))  # type: ignore[union-attr]
 
     def __repr__(self) -> str:

@@ -70,7 +70,7 @@ class ReadOp(DescriptorOp):
 
     def may_skip_attempt(self) -> bool:
         desc = self.desc
-        return desc.drained and desc.edge and not desc.read_ready and not desc.hup
+        return desc.drained and desc.edge and not desc.reads.ready and not desc.hup
 
 
 class WriteOp(DescriptorOp):
@@ -146,7 +146,7 @@ class ConnectOp(DescriptorOp):
     """``connect``: a non-blocking connect completed through ``SO_ERROR``.
 
     The first attempt calls ``connect``; later attempts (a readiness report
-    or a cached ``write_ready``) check whether it finished.  The check must
+    or a cached ``writes.ready``) check whether it finished.  The check must
     not trust writability alone: the edge reported when the fd was
     registered (an unconnected socket is "writable" and "hung up") may be
     delivered after the connect started, so a finished connect is one with

@@ -58,7 +58,7 @@ def _parked(obj: TCPSocket | TCPAcceptor, write: bool) -> bool:
     if desc is None:
         return False
     with desc.lock:
-        return (desc.write_op if write else desc.read_op) is not None
+        return (desc.writes.op if write else desc.reads.op) is not None
 
 
 async def until(condition: Callable[[], bool], what: str = "condition") -> None:

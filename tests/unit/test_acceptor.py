@@ -318,7 +318,7 @@ _EMFILE_SCRIPT = textwrap.dedent(
         async def accept():
             return await acc.accept()
         task = corosio_py.spawn(ctx, accept())
-        while acc._desc.read_op is None:
+        while acc._desc.reads.op is None:
             await corosio_py.sleep(0.001)
         hogs = exhaust()
         clients[1].setblocking(False)
@@ -370,7 +370,7 @@ def test_context_close_closes_an_accepted_socket_not_yet_delivered(backend: str)
     task = corosio_py.spawn(ctx, acc.accept())
     ctx.run_one()  # the task starts; its accept parks
     desc = acc._desc
-    assert desc is not None and desc.read_op is not None
+    assert desc is not None and desc.reads.op is not None
     client = socket.create_connection(("127.0.0.1", acc.local_endpoint().port), timeout=5)
     # One reactor pass by hand: the accept completes and its resumption is
     # queued (here: in ``out``) but not run -- then the context closes.

@@ -213,8 +213,7 @@ def test_task_cancel_completes_the_parked_read(backend: str) -> None:
             await task
         assert task.cancelled()
         with b._desc.lock:  # type: ignore[union-attr]
-            assert b._desc.read_op is None  # type: ignore[union-attr]
-            assert not b._desc.read_busy  # type: ignore[union-attr]
+            assert b._desc.reads.op is None  # type: ignore[union-attr]
         a.close()
         b.close()
 
@@ -431,8 +430,7 @@ def test_cancel_racing_an_initiation_is_not_lost(backend: str, how: str) -> None
         # wait forever; the timeout turns that into a failure.
         with pytest.raises(Cancelled), corosio_py.timeout(5):
             await b.read_some(bytearray(8))
-        assert desc.read_op is None
-        assert not desc.read_busy
+        assert desc.reads.op is None
         a.close()
         b.close()
 
@@ -678,7 +676,7 @@ def test_cancel_racing_context_close_keeps_the_work_count_sane(backend: str) -> 
     task = corosio_py.spawn(ctx, wrap(b.read_some(bytearray(4))))
     ctx.run_one()  # the task parks its read
     desc = b._desc
-    assert desc is not None and desc.read_op is not None
+    assert desc is not None and desc.reads.op is not None
     desc.sched = _CloseContextFirst(desc.sched, ctx)  # type: ignore[assignment]
     b.cancel()  # from this (foreign) thread: claim, then the post after close
     assert task.cancelled()

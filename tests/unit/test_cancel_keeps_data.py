@@ -306,7 +306,7 @@ def test_write_completed_before_cancel_reports_bytes_sent(backend: str, how: str
         trigger.cancel_with(src, how, holder)
         filled = _fill(a)
         holder.append(_spawn(ctx, writer()))
-        assert a._desc is not None and a._desc.write_op is not None  # parked
+        assert a._desc is not None and a._desc.writes.op is not None  # parked
         trigger.fire()
         drained = _drain_until_writable(a_peer, a)
         _run(ctx)
@@ -399,7 +399,7 @@ def test_connect_completed_before_cancel_keeps_the_connection(backend: str, how:
         holder: list[cio.Task[Any]] = []
         trigger.cancel_with(src, how, holder)
         holder.append(_spawn(ctx, connector()))  # parks: its SYN was dropped
-        assert sock._desc is not None and sock._desc.write_op is not None
+        assert sock._desc is not None and sock._desc.writes.op is not None
         trigger.fire()
         listener.accept()[0].close()  # a slot frees: the retransmitted SYN gets in
         _wait_writable(sock.fileno())

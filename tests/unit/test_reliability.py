@@ -473,7 +473,7 @@ def _parked_read(sock: cio.TCPSocket) -> bool:
     desc = sock._desc
     assert desc is not None
     with desc.lock:
-        return desc.read_op is not None
+        return desc.reads.op is not None
 
 
 @HINTS

@@ -1169,7 +1169,7 @@ def test_context_close_closes_sockets_and_abandons_parked_ops(backend: str) -> N
     for obj, write in ((b, False), (a, True), (acc, False)):
         desc = obj._desc
         assert desc is not None
-        assert (desc.write_op if write else desc.read_op) is not None
+        assert (desc.writes.op if write else desc.reads.op) is not None
     ctx.close()
     assert sorted(finalized) == ["acceptor", "reader", "writer"]
     assert all(task.cancelled() for task in tasks)

@@ -45,13 +45,13 @@ def ctx_of_task() -> corosio_py.IOContext:
 def _read_parked(stream: TLSStream) -> bool:
     desc = stream.next_layer._desc
     with desc.lock:
-        return desc.read_op is not None
+        return desc.reads.op is not None
 
 
 def _write_parked(stream: TLSStream) -> bool:
     desc = stream.next_layer._desc
     with desc.lock:
-        return desc.write_op is not None
+        return desc.writes.op is not None
 
 
 @pytest.mark.parametrize("how", ["task", "token", "timeout", "stream"])
