@@ -37,6 +37,9 @@ WORKLOADS: tuple[str, ...] = (
     "tls_throughput",
     "https_wrk",
     "file_read",
+    # Not in the default suite (suite=False): run with --workload.
+    "io_context",
+    "io_context_mt",
 )
 
 
