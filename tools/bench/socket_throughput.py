@@ -80,6 +80,8 @@ def corosio_transfer(
     with corosio_context(args) as ctx:
         a, b = socket_pair(ctx)
         a.no_delay = b.no_delay = True  # as asyncio's transports do
+        client: Any
+        server: Any
         client, server = wrap(a, b) if wrap else (a, b)
 
         async def sink() -> tuple[float, int, int]:
