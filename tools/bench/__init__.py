@@ -1,7 +1,7 @@
 """corosio_py benchmark suite: ``python -m tools.bench [--quick] [--workload NAME]``.
 
-Each workload is a module of this package that defines ``WORKLOAD`` (a
-:class:`tools.bench._harness.Workload`) and ends with
+Each workload is a module of this package that defines ``WORKLOAD``
+(a :class:`tools.bench._spec.Workload`) and ends with
 ``if __name__ == "__main__": worker_main(WORKLOAD)``.  Registering a new
 workload is one line: add its module name to :data:`WORKLOADS`.
 """
@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._harness import Workload
+    from ._spec import Workload
 
 #: Module names under ``tools.bench``, in suite order.  One line per workload.
 WORKLOADS: tuple[str, ...] = (
@@ -37,6 +37,9 @@ WORKLOADS: tuple[str, ...] = (
     "tls_throughput",
     "https_wrk",
     "file_read",
+    # Not in the default suite (suite=False): run with --workload.
+    "io_context",
+    "io_context_mt",
 )
 
 

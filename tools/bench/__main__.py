@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tools.bench._harness import main
+from tools.bench._driver import main
 
 raise SystemExit(main())

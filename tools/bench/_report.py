@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._harness import COROSIO, Workload
+from ._spec import COROSIO, Workload
 
 Row = dict[str, Any]
 #: En dash: "no value" and ranges, as in the reference measurements.

@@ -1,23 +1,18 @@
-"""Helpers of the coordination workloads: run one coroutine on each
-framework and time a loop of rounds inside it."""
+"""Helpers of the coordination workloads: time a loop of rounds inside one
+coroutine, and the implementations that run it on each framework."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from tools.bench._harness import (
-    Impl,
-    RunArgs,
-    asyncio_backend_label,
-    corosio_context,
-    new_event_loop,
-    now,
-    trio_backend_label,
-)
+from tools.bench._runners import Main, now, run_asyncio, run_corosio, run_trio
+from tools.bench._spec import COROSIO, Impl, RunArgs, Runner
 
 #: (elapsed seconds, a checked count or checksum)
 Result = tuple[float, int]
+
+#: Returns the coroutine function (no arguments) to run for these args.
+MainOf = Callable[[RunArgs], Main]
 
 
 async def timed_rounds(m: int, one: Callable[[], Awaitable[None]]) -> Result:
@@ -31,33 +26,23 @@ async def timed_rounds(m: int, one: Callable[[], Awaitable[None]]) -> Result:
     return now() - t0, done
 
 
-def run_async(args: RunArgs, main: Callable[[], Coroutine[Any, Any, Result]]) -> Result:
-    """Run ``main()`` on the framework of ``args.impl`` and return its result."""
-    impl = args.impl
-    if impl.startswith("corosio_py"):
-        import corosio_py
+def _on(runner: Callable[[RunArgs, Main], Result], main_of: MainOf) -> Runner:
+    """An implementation's run: ``runner`` runs the coroutine of ``main_of``."""
 
-        with corosio_context(args, lockless=impl.endswith("_hint1")) as ctx:
-            task = corosio_py.spawn(ctx, main())
-            ctx.run()
-            return task.result()
-    if impl == "trio":
-        import trio
+    def run(args: RunArgs) -> Result:
+        return runner(args, main_of(args))
 
-        return trio.run(main)  # type: ignore[no-any-return]
-    loop = new_event_loop(impl)
-    try:
-        return loop.run_until_complete(main())  # type: ignore[no-any-return]
-    finally:
-        loop.close()
+    return run
 
 
-def coordination_impls() -> tuple[Impl, ...]:
-    """The implementations every coordination workload compares."""
+def coordination_impls(corosio: MainOf, asyncio: MainOf, trio: MainOf) -> tuple[Impl, ...]:
+    """The implementations every coordination workload compares; each runs
+    its framework's coroutine (``corosio(args)``, ...) and returns its Result."""
     return (
-        Impl("corosio_py", "corosio_py", all_backends=False),
-        Impl("corosio_py_hint1", "corosio_py", all_backends=False),
-        Impl("asyncio", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop", "uvloop", backend="libuv"),
-        Impl("trio", "trio", backend=trio_backend_label(), quick=False),
+        Impl("corosio_py", COROSIO, _on(run_corosio, corosio), all_backends=False),
+        Impl("corosio_py_hint1", COROSIO, _on(run_corosio, corosio), all_backends=False,
+             concurrency_hint=1),
+        Impl("asyncio", "asyncio", _on(run_asyncio, asyncio)),
+        Impl("uvloop", "uvloop", _on(run_asyncio, asyncio)),
+        Impl("trio", "trio", _on(run_trio, trio), quick=False),
     )

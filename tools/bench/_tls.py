@@ -57,3 +57,9 @@ class Certs:
 
     def close(self) -> None:
         self._dir.cleanup()
+
+    def __enter__(self) -> Certs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -28,19 +28,10 @@ import errno
 import select
 import socket
 
-from tools.bench._harness import (
-    Figure,
-    Impl,
-    Measurement,
-    RunArgs,
-    Workload,
-    asyncio_backend_label,
-    check,
-    now,
-    trio_backend_label,
-    worker_main,
-)
-from tools.bench._net import HOST, corosio_ctx, listen_socket, run_asyncio
+from tools.bench._net import HOST, listen_socket
+from tools.bench._runners import corosio_context, now, run_asyncio
+from tools.bench._spec import COROSIO, Figure, Impl, Measurement, RunArgs, Runner, Workload, check
+from tools.bench._worker import worker_main
 
 #: (elapsed s, connections accepted, EOFs the client saw)
 Result = tuple[float, int, int]
@@ -49,7 +40,7 @@ Result = tuple[float, int, int]
 def _corosio(args: RunArgs, n: int) -> Result:
     import corosio_py
 
-    with corosio_ctx(args) as ctx:
+    with corosio_context(args) as ctx:
         acceptor = corosio_py.TCPAcceptor(ctx, (HOST, 0))
         acceptor.listen(512)
         endpoint = acceptor.local_endpoint()
@@ -115,7 +106,7 @@ def _asyncio_sock(args: RunArgs, n: int) -> Result:
         ls.close()
         return elapsed, accepted, eofs
 
-    result: Result = run_asyncio(args.impl, main)
+    result: Result = run_asyncio(args, main)
     return result
 
 
@@ -144,7 +135,7 @@ def _asyncio_streams(args: RunArgs, n: int) -> Result:
         await server.wait_closed()
         return elapsed, accepted[0], eofs
 
-    result: Result = run_asyncio(args.impl, main)
+    result: Result = run_asyncio(args, main)
     return result
 
 
@@ -229,19 +220,9 @@ def _floor_epoll(args: RunArgs, n: int) -> Result:
     return elapsed, accepted, eofs
 
 
-def run(args: RunArgs) -> Measurement:
+def measure(args: RunArgs, run: Runner) -> Measurement:
     n = args.params["n"]
-    impl = args.impl
-    if impl.startswith("corosio_py"):
-        elapsed, accepted, eofs = _corosio(args, n)
-    elif impl.endswith("_sock"):
-        elapsed, accepted, eofs = _asyncio_sock(args, n)
-    elif impl.endswith("_streams"):
-        elapsed, accepted, eofs = _asyncio_streams(args, n)
-    elif impl == "trio":
-        elapsed, accepted, eofs = _trio(args, n)
-    else:
-        elapsed, accepted, eofs = _floor_epoll(args, n)
+    elapsed, accepted, eofs = run(args, n)
     check(accepted == n, f"the server accepted {accepted} connections, expected {n}")
     check(eofs == n, f"the client saw EOF on {eofs} connections, expected {n}")
     return Measurement(
@@ -255,14 +236,14 @@ WORKLOAD = Workload(
     title="sequential connect / accept / close cycles on loopback",
     figures=(Figure("connections_per_s", "connections/s", "connections/s"),),
     impls=(
-        Impl("corosio_py", "corosio_py"),
-        Impl("corosio_py_hint1", "corosio_py", all_backends=False),
-        Impl("asyncio_sock", "asyncio", backend=asyncio_backend_label()),
-        Impl("asyncio_streams", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop_sock", "uvloop", backend="libuv"),
-        Impl("uvloop_streams", "uvloop", backend="libuv"),
-        Impl("trio", "trio", backend=trio_backend_label(), quick=False),
-        Impl("floor_epoll", "floor", backend="epoll"),
+        Impl("corosio_py", COROSIO, _corosio),
+        Impl("corosio_py_hint1", COROSIO, _corosio, all_backends=False, concurrency_hint=1),
+        Impl("asyncio_sock", "asyncio", _asyncio_sock),
+        Impl("asyncio_streams", "asyncio", _asyncio_streams),
+        Impl("uvloop_sock", "uvloop", _asyncio_sock),
+        Impl("uvloop_streams", "uvloop", _asyncio_streams),
+        Impl("trio", "trio", _trio, quick=False),
+        Impl("floor_epoll", "floor", _floor_epoll, backend="epoll"),
     ),
     sizes={
         "anchor": {"n": 5_000},
@@ -270,7 +251,7 @@ WORKLOAD = Workload(
         "full": {"n": 1_000},
         "quick": {"n": 500},
     },
-    run=run,
+    measure=measure,
     warmup_all=False,
     references={
         "asyncio": "asyncio_streams",

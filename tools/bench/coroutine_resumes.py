@@ -19,25 +19,14 @@ from collections import deque
 from collections.abc import Coroutine, Generator
 from typing import Any
 
-from tools.bench._harness import (
-    Figure,
-    Impl,
-    Measurement,
-    RunArgs,
-    Workload,
-    asyncio_backend_label,
-    check,
-    corosio_context,
-    new_event_loop,
-    now,
-    trio_backend_label,
-    worker_main,
-)
+from tools.bench._runners import corosio_context, new_event_loop, now
+from tools.bench._spec import COROSIO, Figure, Impl, Measurement, RunArgs, Runner, Workload, check
+from tools.bench._worker import worker_main
 
 Result = tuple[float, int]  # (elapsed seconds, yields done)
 
 
-def _corosio(args: RunArgs, lockless: bool) -> Result:
+def _corosio(args: RunArgs) -> Result:
     import corosio_py
 
     m = args.params["m"]
@@ -52,7 +41,7 @@ def _corosio(args: RunArgs, lockless: bool) -> Result:
             done += 1
         return now() - t0, done
 
-    with corosio_context(args, lockless=lockless) as ctx:
+    with corosio_context(args) as ctx:
         task = corosio_py.spawn(ctx, main())
         ran = ctx.run()
         result = task.result()
@@ -75,7 +64,7 @@ def _asyncio(args: RunArgs) -> Result:
             done += 1
         return now() - t0, done
 
-    loop = new_event_loop(args.impl)
+    loop = new_event_loop(args)
     try:
         result: Result = loop.run_until_complete(main())
     finally:
@@ -137,16 +126,9 @@ def _floor(args: RunArgs) -> Result:
     return box[0]
 
 
-def run(args: RunArgs) -> Measurement:
+def measure(args: RunArgs, run: Runner) -> Measurement:
     m = args.params["m"]
-    if args.impl.startswith("corosio_py"):
-        elapsed, done = _corosio(args, lockless=args.impl == "corosio_py_hint1")
-    elif args.impl in ("asyncio", "uvloop"):
-        elapsed, done = _asyncio(args)
-    elif args.impl == "trio":
-        elapsed, done = _trio(args)
-    else:
-        elapsed, done = _floor(args)
+    elapsed, done = run(args)
     check(done == m, f"{done} yields done, expected {m}")
     return Measurement(
         figures={"resumes_per_s": m / elapsed},
@@ -159,15 +141,15 @@ WORKLOAD = Workload(
     title="one task doing M awaits of yield_now() / sleep(0)",
     figures=(Figure("resumes_per_s", "resumes/s", "resumes/s"),),
     impls=(
-        Impl("corosio_py", "corosio_py"),
-        Impl("corosio_py_hint1", "corosio_py"),
-        Impl("asyncio", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop", "uvloop", backend="libuv"),
-        Impl("trio", "trio", backend=trio_backend_label()),
-        Impl("floor_trampoline", "floor"),
+        Impl("corosio_py", COROSIO, _corosio),
+        Impl("corosio_py_hint1", COROSIO, _corosio, concurrency_hint=1),
+        Impl("asyncio", "asyncio", _asyncio),
+        Impl("uvloop", "uvloop", _asyncio),
+        Impl("trio", "trio", _trio),
+        Impl("floor_trampoline", "floor", _floor),
     ),
     sizes={"full": {"m": 200_000}, "quick": {"m": 50_000}},
-    run=run,
+    measure=measure,
 )
 
 if __name__ == "__main__":

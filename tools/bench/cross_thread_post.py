@@ -28,20 +28,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from tools.bench._harness import (
-    Figure,
-    Impl,
-    Measurement,
-    RunArgs,
-    Workload,
-    asyncio_backend_label,
-    check,
-    corosio_context,
-    new_event_loop,
-    now,
-    trio_backend_label,
-    worker_main,
-)
+from tools.bench._runners import corosio_context, new_event_loop, now
+from tools.bench._spec import COROSIO, Figure, Impl, Measurement, RunArgs, Runner, Workload, check
+from tools.bench._worker import worker_main
 
 
 class _Run:
@@ -96,7 +85,7 @@ def _corosio(args: RunArgs, p: int, k: int) -> _Run:
 
 
 def _asyncio(args: RunArgs, p: int, k: int) -> _Run:
-    loop = new_event_loop(args.impl)
+    loop = new_event_loop(args)
     try:
         state = _Run(p * k, loop.stop)
         barrier = threading.Barrier(p + 1)
@@ -132,7 +121,7 @@ def _trio(args: RunArgs, p: int, k: int) -> _Run:
     return state
 
 
-def _floor_deque(p: int, k: int) -> _Run:
+def _floor_deque(args: RunArgs, p: int, k: int) -> _Run:
     queue: deque[Callable[[], None]] = deque()
     state = _Run(p * k, lambda: None)
     barrier = threading.Barrier(p + 1)
@@ -153,7 +142,7 @@ def _floor_deque(p: int, k: int) -> _Run:
     return state
 
 
-def _floor_eventfd(p: int, k: int) -> _Run:
+def _floor_eventfd(args: RunArgs, p: int, k: int) -> _Run:
     queue: deque[Callable[[], None]] = deque()
     efd = os.eventfd(0)
     sleeping = [False]
@@ -188,18 +177,9 @@ def _floor_eventfd(p: int, k: int) -> _Run:
     return state
 
 
-def run(args: RunArgs) -> Measurement:
+def measure(args: RunArgs, run: Runner) -> Measurement:
     p, k = args.params["producers"], args.params["per_producer"]
-    if args.impl == "corosio_py":
-        state = _corosio(args, p, k)
-    elif args.impl in ("asyncio", "uvloop"):
-        state = _asyncio(args, p, k)
-    elif args.impl == "trio":
-        state = _trio(args, p, k)
-    elif args.impl == "floor_deque":
-        state = _floor_deque(p, k)
-    else:
-        state = _floor_eventfd(p, k)
+    state: _Run = run(args, p, k)
     check(state.count == p * k, f"{state.count} callbacks ran, expected {p * k}")
     elapsed = state.t1 - state.t0
     check(elapsed > 0, "no time elapsed")
@@ -214,18 +194,18 @@ WORKLOAD = Workload(
     title="P producer threads x K posts while one thread runs the loop",
     figures=(Figure("callbacks_per_s", "callbacks/s", "callbacks/s"),),
     impls=(
-        Impl("corosio_py", "corosio_py"),
-        Impl("asyncio", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop", "uvloop", backend="libuv"),
-        Impl("trio", "trio", backend=trio_backend_label(), quick=False),
-        Impl("floor_deque", "floor"),
-        Impl("floor_eventfd", "floor", backend="eventfd"),
+        Impl("corosio_py", COROSIO, _corosio),
+        Impl("asyncio", "asyncio", _asyncio),
+        Impl("uvloop", "uvloop", _asyncio),
+        Impl("trio", "trio", _trio, quick=False),
+        Impl("floor_deque", "floor", _floor_deque),
+        Impl("floor_eventfd", "floor", _floor_eventfd, backend="eventfd"),
     ),
     sizes={
         "full": {"producers": 4, "per_producer": 100_000},
         "quick": {"producers": 4, "per_producer": 25_000},
     },
-    run=run,
+    measure=measure,
 )
 
 if __name__ == "__main__":

@@ -25,97 +25,62 @@ impls:
 
 from __future__ import annotations
 
+import asyncio
 import select
+from collections.abc import Sequence
 from typing import Any
 
-from tools.bench._harness import (
-    Figure,
-    Measurement,
-    RunArgs,
-    Workload,
-    check,
-    now,
-    worker_main,
-)
 from tools.bench._net import (
     HOST,
     MSG,
     RBUF,
     STREAM_REFERENCES,
+    EchoProtocol,
+    PingProtocol,
+    PingResult,
+    asyncio_echo_handler,
+    asyncio_stream_ping,
     clock_ns,
     connected_pairs,
-    corosio_ctx,
+    corosio_stream_echo,
+    corosio_stream_ping,
     latency_stats,
     messages,
-    run_asyncio,
     stream_impls,
+    trio_stream_echo,
+    trio_stream_ping,
 )
+from tools.bench._runners import corosio_context, now, run_asyncio
+from tools.bench._spec import Figure, Measurement, RunArgs, Runner, Workload, check
+from tools.bench._worker import worker_main
 
 #: (elapsed s, per-round-trip ns, bad echoes, bytes the server echoed)
 Result = tuple[float, list[int], int, int]
 
 
+def _merged(elapsed: float, pings: Sequence[PingResult], echoed: int) -> Result:
+    """One result from every client's ping-pong result."""
+    lat = [t for result in pings for t in result[0]]
+    return elapsed, lat, sum(result[1] for result in pings), echoed
+
+
 def _corosio(args: RunArgs, conns: int, rounds: int) -> Result:
     import corosio_py
 
-    msgs = messages()
-    lat: list[int] = []
-    rec = lat.append
     echoed = [0]
-    bad = [0]
-
-    with corosio_ctx(args) as ctx:
+    with corosio_context(args) as ctx:
         acceptor = corosio_py.TCPAcceptor(ctx, (HOST, 0))
         acceptor.listen(max(conns, 128))
         endpoint = acceptor.local_endpoint()
-
-        async def echo(sock: corosio_py.TCPSocket) -> None:
-            buf = bytearray(RBUF)
-            view = memoryview(buf)
-            read = sock.read_some
-            write = sock.write_some
-            try:
-                while True:
-                    k = await read(buf)
-                    if not k:
-                        break
-                    sent = await write(view[:k])
-                    while sent < k:
-                        sent += await write(view[sent:k])
-                    echoed[0] += k
-            finally:
-                sock.close()
 
         async def accept_all() -> None:
             for _ in range(conns):
                 sock = await acceptor.accept()
                 sock.no_delay = True
-                corosio_py.spawn(ctx, echo(sock))
+                corosio_py.spawn(ctx, corosio_stream_echo(sock, echoed))
             acceptor.close()
 
-        async def client(sock: corosio_py.TCPSocket) -> None:
-            buf = bytearray(RBUF)
-            view = memoryview(buf)
-            read = sock.read_some
-            write = sock.write_some
-            for i in range(rounds):
-                msg = msgs[i & 1]
-                t = clock_ns()
-                sent = await write(msg)
-                while sent < MSG:
-                    sent += await write(msg[sent:])
-                got = await read(buf)
-                while got < MSG:
-                    k = await read(view[got:])
-                    if not k:
-                        raise EOFError("the echo server closed early")
-                    got += k
-                rec(clock_ns() - t)
-                if got != MSG or buf[:MSG] != msg:
-                    bad[0] += 1
-            sock.close()
-
-        async def main() -> float:
+        async def main() -> tuple[float, list[PingResult]]:
             accepting = corosio_py.spawn(ctx, accept_all())
             socks = []
             for _ in range(conns):
@@ -125,68 +90,37 @@ def _corosio(args: RunArgs, conns: int, rounds: int) -> Result:
                 socks.append(sock)
             await accepting
             t0 = now()
-            await corosio_py.gather(*(client(s) for s in socks))
-            return now() - t0
+            pings = await corosio_py.gather(*(corosio_stream_ping(s, rounds, 0) for s in socks))
+            return now() - t0, pings
 
         task = corosio_py.spawn(ctx, main())
         ctx.run()
-        elapsed = task.result()
-    return elapsed, lat, bad[0], echoed[0]
+        elapsed, pings = task.result()
+    return _merged(elapsed, pings, echoed[0])
 
 
 def _asyncio_streams(args: RunArgs, conns: int, rounds: int) -> Result:
-    import asyncio
-
-    msgs = messages()
-    lat: list[int] = []
-    rec = lat.append
     echoed = [0]
-    bad = [0]
 
-    async def main() -> float:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    data = await reader.readexactly(MSG)
-                    echoed[0] += len(data)
-                    writer.write(data)
-                    await writer.drain()
-            except (asyncio.IncompleteReadError, ConnectionError):
-                pass
-            writer.close()
-
-        server = await asyncio.start_server(handle, HOST, 0, backlog=max(conns, 128))
+    async def main() -> tuple[float, list[PingResult]]:
+        server = await asyncio.start_server(
+            asyncio_echo_handler(echoed), HOST, 0, backlog=max(conns, 128)
+        )
         port = server.sockets[0].getsockname()[1]
         streams = [await asyncio.open_connection(HOST, port) for _ in range(conns)]
-
-        async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            for i in range(rounds):
-                msg = msgs[i & 1]
-                t = clock_ns()
-                w.write(msg)
-                await w.drain()
-                data = await r.readexactly(MSG)
-                rec(clock_ns() - t)
-                if data != msg:
-                    bad[0] += 1
-            w.close()
-
         await asyncio.sleep(0.01)  # let the server side accept everyone
         t0 = now()
-        await asyncio.gather(*(client(r, w) for r, w in streams))
+        pings = await asyncio.gather(*(asyncio_stream_ping(r, w, rounds, 0) for r, w in streams))
         elapsed = now() - t0
         server.close()
         await server.wait_closed()
-        return elapsed
+        return elapsed, list(pings)
 
-    elapsed: float = run_asyncio(args.impl, main)
-    return elapsed, lat, bad[0], echoed[0]
+    elapsed, pings = run_asyncio(args, main)
+    return _merged(elapsed, pings, echoed[0])
 
 
 def _asyncio_protocol(args: RunArgs, conns: int, rounds: int) -> Result:
-    import asyncio
-
-    msgs = messages()
     lat: list[int] = []
     echoed = [0]
     bad = [0]
@@ -196,51 +130,22 @@ def _asyncio_protocol(args: RunArgs, conns: int, rounds: int) -> Result:
         done: asyncio.Future[float] = loop.create_future()
         remaining = [conns]
 
-        class Echo(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.tr = transport
+        def finished(client: PingProtocol) -> None:
+            client.tr.close()
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                done.set_result(now())
 
-            def data_received(self, data: bytes) -> None:
-                self.tr.write(data)
-                echoed[0] += len(data)
-
-        class Client(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.tr = transport
-                self.pending = b""
-                self.i = 0
-                self.t = 0
-
-            def start(self) -> None:
-                self.t = clock_ns()
-                self.tr.write(msgs[0])
-
-            def data_received(self, data: bytes) -> None:
-                t1 = clock_ns()
-                if self.pending:
-                    data = self.pending + data
-                if len(data) < MSG:
-                    self.pending = data
-                    return
-                self.pending = b""
-                lat.append(t1 - self.t)
-                i = self.i
-                if data != msgs[i & 1]:
-                    bad[0] += 1
-                i += 1
-                self.i = i
-                if i == rounds:
-                    self.tr.close()
-                    remaining[0] -= 1
-                    if remaining[0] == 0:
-                        done.set_result(now())
-                    return
-                self.t = clock_ns()
-                self.tr.write(msgs[i & 1])
-
-        server = await loop.create_server(Echo, HOST, 0, backlog=max(conns, 128))
+        server = await loop.create_server(
+            lambda: EchoProtocol(echoed), HOST, 0, backlog=max(conns, 128)
+        )
         port = server.sockets[0].getsockname()[1]
-        clients = [(await loop.create_connection(Client, HOST, port))[1] for _ in range(conns)]
+        clients = [
+            (await loop.create_connection(
+                lambda: PingProtocol(rounds, 0, lat, bad, finished), HOST, port
+            ))[1]
+            for _ in range(conns)
+        ]
         await asyncio.sleep(0.01)  # let the server side accept everyone
         t0 = now()
         for c in clients:
@@ -250,70 +155,42 @@ def _asyncio_protocol(args: RunArgs, conns: int, rounds: int) -> Result:
         await server.wait_closed()
         return t1 - t0
 
-    elapsed: float = run_asyncio(args.impl, main)
+    elapsed: float = run_asyncio(args, main)
     return elapsed, lat, bad[0], echoed[0]
 
 
 def _trio(args: RunArgs, conns: int, rounds: int) -> Result:
     import trio
 
-    msgs = messages()
-    lat: list[int] = []
-    rec = lat.append
     echoed = [0]
-    bad = [0]
 
-    async def main() -> float:
+    async def main() -> tuple[float, list[PingResult]]:
         async with trio.open_nursery() as outer:
             listeners = await trio.open_tcp_listeners(0, host=HOST, backlog=max(conns, 128))
             port = listeners[0].socket.getsockname()[1]
 
-            async def echo(stream: Any) -> None:
-                async with stream:
-                    try:
-                        while True:
-                            data = await stream.receive_some(RBUF)
-                            if not data:
-                                break
-                            await stream.send_all(data)
-                            echoed[0] += len(data)
-                    except trio.BrokenResourceError:
-                        pass
-
             async def acceptor() -> None:
                 for _ in range(conns):
                     stream = await listeners[0].accept()
-                    outer.start_soon(echo, stream)
+                    outer.start_soon(trio_stream_echo, stream, echoed)
                 await listeners[0].aclose()
 
             outer.start_soon(acceptor)
             streams = [await trio.open_tcp_stream(HOST, port) for _ in range(conns)]
+            pings: list[PingResult] = []
 
             async def client(stream: Any) -> None:
-                for i in range(rounds):
-                    msg = msgs[i & 1]
-                    t = clock_ns()
-                    await stream.send_all(msg)
-                    data = await stream.receive_some(MSG)
-                    while len(data) < MSG:
-                        more = await stream.receive_some(MSG - len(data))
-                        if not more:
-                            raise EOFError("the echo server closed early")
-                        data += more
-                    rec(clock_ns() - t)
-                    if data != msg:
-                        bad[0] += 1
-                await stream.aclose()
+                pings.append(await trio_stream_ping(stream, rounds, 0))
 
             t0 = now()
             async with trio.open_nursery() as nursery:
                 for st in streams:
                     nursery.start_soon(client, st)
             elapsed = now() - t0
-        return elapsed
+        return elapsed, pings
 
-    elapsed: float = trio.run(main)
-    return elapsed, lat, bad[0], echoed[0]
+    elapsed, pings = trio.run(main)
+    return _merged(elapsed, pings, echoed[0])
 
 
 def _floor_epoll(args: RunArgs, conns: int, rounds: int) -> Result:
@@ -381,20 +258,10 @@ def _floor_epoll(args: RunArgs, conns: int, rounds: int) -> Result:
     return elapsed, lat, bad, echoed
 
 
-def run(args: RunArgs) -> Measurement:
+def measure(args: RunArgs, run: Runner) -> Measurement:
     conns = args.params["conns"]
     rounds = args.params["rounds"]
-    impl = args.impl
-    if impl.startswith("corosio_py"):
-        elapsed, lat, bad, echoed = _corosio(args, conns, rounds)
-    elif impl.endswith("_streams"):
-        elapsed, lat, bad, echoed = _asyncio_streams(args, conns, rounds)
-    elif impl.endswith("_protocol"):
-        elapsed, lat, bad, echoed = _asyncio_protocol(args, conns, rounds)
-    elif impl == "trio":
-        elapsed, lat, bad, echoed = _trio(args, conns, rounds)
-    else:
-        elapsed, lat, bad, echoed = _floor_epoll(args, conns, rounds)
+    elapsed, lat, bad, echoed = run(args, conns, rounds)
     n = conns * rounds
     check(bad == 0, f"{bad} echoes differed from what was sent")
     check(echoed == n * MSG, f"the server echoed {echoed} bytes, expected {n * MSG}")
@@ -414,14 +281,14 @@ WORKLOAD = Workload(
         Figure("rtt_us", "per-round-trip time (mean)", "µs", higher_is_better=False,
                latency=True),
     ),
-    impls=stream_impls(),
+    impls=stream_impls(_corosio, _asyncio_streams, _asyncio_protocol, _trio, _floor_epoll),
     sizes={
         "anchor": {"conns": 100, "rounds": 1000},
         # The suite's size: fewer rounds, so that `make bench` stays under 10 minutes.
         "full": {"conns": 100, "rounds": 100},
         "quick": {"conns": 100, "rounds": 50},
     },
-    run=run,
+    measure=measure,
     warmup_all=False,
     references=dict(STREAM_REFERENCES),
 )

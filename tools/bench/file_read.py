@@ -30,20 +30,10 @@ import statistics
 import tempfile
 import threading
 import time
-from typing import Any
 
-from tools.bench._harness import (
-    Figure,
-    Impl,
-    Measurement,
-    RunArgs,
-    Workload,
-    check,
-    corosio_context,
-    now,
-    percentile,
-    worker_main,
-)
+from tools.bench._runners import corosio_context, now, percentile
+from tools.bench._spec import COROSIO, Figure, Impl, Measurement, RunArgs, Runner, Workload, check
+from tools.bench._worker import worker_main
 
 MIB = 1024 * 1024
 CHUNK = MIB
@@ -126,7 +116,7 @@ def _corosio(args: RunArgs, path: str, passes: int, rec: _Record) -> float:
             done.set()
         return now() - t0
 
-    with corosio_context(args, lockless=args.impl == "corosio_py_hint1") as ctx:
+    with corosio_context(args) as ctx:
         corosio_py.spawn(ctx, ticker())
         task = corosio_py.spawn(ctx, reader())
         helpers = [threading.Thread(target=ctx.run) for _ in range(args.threads - 1)]
@@ -169,19 +159,12 @@ def _floor(args: RunArgs, path: str, passes: int, rec: _Record) -> float:
     return elapsed
 
 
-IMPLEMENTATIONS: dict[str, Any] = {
-    "corosio_py": _corosio,
-    "corosio_py_hint1": _corosio,
-    "floor_readinto": _floor,
-}
-
-
-def run(args: RunArgs) -> Measurement:
+def measure(args: RunArgs, run: Runner) -> Measurement:
     size_mib, passes = args.params["size_mib"], args.params["passes"]
     path = _path(size_mib)
     _warm(path)
     rec = _Record(size_mib * MIB)
-    elapsed = IMPLEMENTATIONS[args.impl](args, path, passes, rec)
+    elapsed = run(args, path, passes, rec)
     expected = size_mib * MIB * passes
     check(rec.total == expected, f"read {rec.total} bytes, expected {expected}")
     check(rec.bad == 0, f"{rec.bad} chunks held the wrong bytes")
@@ -211,12 +194,12 @@ WORKLOAD = Workload(
         Figure("lateness_ms", "10 ms sleep lateness", "ms", higher_is_better=False, latency=True),
     ),
     impls=(
-        Impl("corosio_py", "corosio_py", threads=(1, 2), quick_threads=(1,)),
-        Impl("corosio_py_hint1", "corosio_py", all_backends=False),
-        Impl("floor_readinto", "floor"),
+        Impl("corosio_py", COROSIO, _corosio, threads=(1, 2), quick_threads=(1,)),
+        Impl("corosio_py_hint1", COROSIO, _corosio, all_backends=False, concurrency_hint=1),
+        Impl("floor_readinto", "floor", _floor),
     ),
     sizes={"full": {"size_mib": 256, "passes": 4}, "quick": {"size_mib": 256, "passes": 1}},
-    run=run,
+    measure=measure,
     references={"readinto": "floor_readinto"},
 )
 

@@ -21,22 +21,10 @@ import hashlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-from tools.bench._harness import (
-    Figure,
-    Impl,
-    Measurement,
-    RunArgs,
-    Workload,
-    asyncio_backend_label,
-    check,
-    corosio_context,
-    new_event_loop,
-    now,
-    trio_backend_label,
-    worker_main,
-)
+from tools.bench._runners import corosio_context, new_event_loop, now
+from tools.bench._spec import COROSIO, Figure, Impl, Measurement, RunArgs, Runner, Workload, check
+from tools.bench._worker import worker_main
 
 
 def _job(size: int) -> tuple[Callable[[], bytes], bytes]:
@@ -82,7 +70,7 @@ def _corosio(args: RunArgs, job: Callable[[], bytes], tasks: int) -> tuple[float
     return t1 - t0, digests
 
 
-def _threadpool(job: Callable[[], bytes], tasks: int) -> tuple[float, list[bytes]]:
+def _threadpool(args: RunArgs, job: Callable[[], bytes], tasks: int) -> tuple[float, list[bytes]]:
     with ThreadPoolExecutor(max_workers=2) as pool:
         t0 = now()
         digests = list(pool.map(lambda _: job(), range(tasks)))
@@ -98,7 +86,7 @@ def _asyncio(args: RunArgs, job: Callable[[], bytes], tasks: int) -> tuple[float
         digests = await asyncio.gather(*(asyncio.to_thread(job) for _ in range(tasks)))
         return now() - t0, list(digests)
 
-    loop = new_event_loop(args.impl)
+    loop = new_event_loop(args)
     try:
         result: tuple[float, list[bytes]] = loop.run_until_complete(main())
     finally:
@@ -106,7 +94,7 @@ def _asyncio(args: RunArgs, job: Callable[[], bytes], tasks: int) -> tuple[float
     return result
 
 
-def _trio(job: Callable[[], bytes], tasks: int) -> tuple[float, list[bytes]]:
+def _trio(args: RunArgs, job: Callable[[], bytes], tasks: int) -> tuple[float, list[bytes]]:
     import trio
 
     digests: list[bytes] = []
@@ -125,28 +113,16 @@ def _trio(job: Callable[[], bytes], tasks: int) -> tuple[float, list[bytes]]:
     return elapsed, digests
 
 
-def _serial(job: Callable[[], bytes], tasks: int) -> tuple[float, list[bytes]]:
+def _serial(args: RunArgs, job: Callable[[], bytes], tasks: int) -> tuple[float, list[bytes]]:
     t0 = now()
     digests = [job() for _ in range(tasks)]
     return now() - t0, digests
 
 
-def run(args: RunArgs) -> Measurement:
+def measure(args: RunArgs, run: Runner) -> Measurement:
     tasks, size = args.params["tasks"], args.params["block_bytes"]
     job, expected = _job(size)
-    impl = args.impl
-    result: Any
-    if impl == "corosio_py":
-        result = _corosio(args, job, tasks)
-    elif impl == "threadpool_2":
-        result = _threadpool(job, tasks)
-    elif impl in ("asyncio_to_thread", "uvloop_to_thread"):
-        result = _asyncio(args, job, tasks)
-    elif impl == "trio_to_thread":
-        result = _trio(job, tasks)
-    else:
-        result = _serial(job, tasks)
-    elapsed, digests = result
+    elapsed, digests = run(args, job, tasks)
     check(len(digests) == tasks, f"{len(digests)} hashes done, expected {tasks}")
     check(all(d == expected for d in digests), "a digest is wrong")
     return Measurement(
@@ -160,18 +136,18 @@ WORKLOAD = Workload(
     title="T x sha256(8 MiB) (releases the GIL) on two threads",
     figures=(Figure("tasks_per_s", "tasks/s", "tasks/s"),),
     impls=(
-        Impl("corosio_py", "corosio_py", threads=(2,)),
-        Impl("threadpool_2", "threads", threads=(2,)),
-        Impl("asyncio_to_thread", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop_to_thread", "uvloop", backend="libuv"),
-        Impl("trio_to_thread", "trio", backend=trio_backend_label(), quick=False),
-        Impl("serial", "floor"),
+        Impl("corosio_py", COROSIO, _corosio, threads=(2,)),
+        Impl("threadpool_2", "threads", _threadpool, threads=(2,)),
+        Impl("asyncio_to_thread", "asyncio", _asyncio),
+        Impl("uvloop_to_thread", "uvloop", _asyncio),
+        Impl("trio_to_thread", "trio", _trio, quick=False),
+        Impl("serial", "floor", _serial),
     ),
     sizes={
         "full": {"tasks": 64, "block_bytes": 8 * 1024 * 1024},
         "quick": {"tasks": 16, "block_bytes": 8 * 1024 * 1024},
     },
-    run=run,
+    measure=measure,
     references={"asyncio": "asyncio_to_thread", "uvloop": "uvloop_to_thread",
                 "threadpool": "threadpool_2"},
 )

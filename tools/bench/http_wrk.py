@@ -33,19 +33,20 @@ import subprocess
 import threading
 from typing import Any
 
-from tools.bench._harness import (
+from tools.bench._net import HOST
+from tools.bench._runners import new_event_loop
+from tools.bench._spec import (
+    COROSIO,
     Figure,
     Impl,
     Measurement,
     RunArgs,
+    Runner,
     ValidationError,
     Workload,
-    asyncio_backend_label,
     check,
-    new_event_loop,
-    worker_main,
 )
-from tools.bench._net import HOST
+from tools.bench._worker import worker_main
 
 WRK_THREADS = 2
 WRK_CONNECTIONS = 64
@@ -103,6 +104,21 @@ class _CorosioServer(_Server):
         check(not any(w.is_alive() for w in self._workers), "a server thread did not stop")
 
 
+def response(
+    status: str, body: bytes, keep_alive: bool, head_only: bool = False
+) -> bytes:
+    """A ``text/plain`` HTTP/1.1 response with the same head the example
+    server sends (a HEAD response carries GET's Content-Length, no body)."""
+    head = (
+        f"HTTP/1.1 {status}\r\n"
+        "Content-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n"
+        "Server: corosio_py\r\n\r\n"
+    )
+    return head.encode("ascii") + (b"" if head_only else body)
+
+
 class _AsyncioServer(_Server):
     """The example server's request handling, on asyncio streams."""
 
@@ -110,7 +126,7 @@ class _AsyncioServer(_Server):
         import asyncio
 
         from corosio_py.examples.http_parse import MAX_HEADER, parse_head
-        from corosio_py.examples.http_server import BODY, HTTPStats, _response
+        from corosio_py.examples.http_server import BODY, HTTPStats
 
         self._stats = stats = HTTPStats()
         ready = threading.Event()
@@ -129,14 +145,14 @@ class _AsyncioServer(_Server):
                     try:
                         head = await reader.readuntil(b"\r\n\r\n")
                     except asyncio.LimitOverrunError:
-                        writer.write(_response("431 Too Large", b"", False, "text/plain"))
+                        writer.write(response("431 Too Large", b"", False))
                         await writer.drain()
                         return
                     try:
                         method, target, version, headers = parse_head(head[:-4])
                         length = int(headers.get("content-length", "0"))
                     except ValueError:
-                        writer.write(_response("400 Bad Request", b"", False, "text/plain"))
+                        writer.write(response("400 Bad Request", b"", False))
                         await writer.drain()
                         return
                     if length:
@@ -151,11 +167,9 @@ class _AsyncioServer(_Server):
                         body = "".join(
                             f"{k} {v}\n" for k, v in sorted(stats.snapshot().items())
                         )
-                        reply = _response(
-                            "200 OK", body.encode(), keep_alive, "text/plain", head_only
-                        )
+                        reply = response("200 OK", body.encode(), keep_alive, head_only)
                     else:
-                        reply = _response("200 OK", BODY, keep_alive, "text/plain", head_only)
+                        reply = response("200 OK", BODY, keep_alive, head_only)
                     writer.write(reply)
                     await writer.drain()
                     if not keep_alive:
@@ -168,7 +182,7 @@ class _AsyncioServer(_Server):
                 handlers.discard(task)
 
         def run_loop() -> None:
-            loop = new_event_loop(args.impl)
+            loop = new_event_loop(args)
             box["loop"] = loop
 
             async def main() -> None:
@@ -285,24 +299,16 @@ def parse_wrk(out: str) -> dict[str, float]:
     return figures
 
 
-def run(args: RunArgs) -> Measurement:
-    return measure(args)
-
-
 def measure(
-    args: RunArgs, tls: ssl.SSLContext | None = None, ca: str | None = None
+    args: RunArgs, run: Runner, tls: ssl.SSLContext | None = None, ca: str | None = None
 ) -> Measurement:
-    """One wrk run against the server of ``args.impl`` (HTTPS with ``tls``,
-    checked with a client trusting ``ca``)."""
+    """One wrk run against the server ``run(args, tls)`` starts (HTTPS with
+    ``tls``, checked with a client trusting ``ca``)."""
     reason = unavailable()
     if reason:
         raise RuntimeError(f"skipped: {reason}")
     seconds = args.params["seconds"]
-    server: _Server = (
-        _CorosioServer(args, tls)
-        if args.impl.startswith("corosio_py")
-        else _AsyncioServer(args, tls)
-    )
+    server: _Server = run(args, tls)
     try:
         _one_request(server.port, ca)
         before = server.served()
@@ -342,13 +348,13 @@ WORKLOAD = Workload(
                latency=True),
     ),
     impls=(
-        Impl("corosio_py", "corosio_py", threads=(SERVER_THREADS,)),
+        Impl("corosio_py", COROSIO, _CorosioServer, threads=(SERVER_THREADS,)),
         # The same server run by one thread (default backend only): what the
         # extra threads cost or gain on this (GIL) build.
-        Impl("corosio_py_1thread", "corosio_py", threads=(1,), all_backends=False),
-        Impl("corosio_py_2threads", "corosio_py", threads=(2,), all_backends=False),
-        Impl("asyncio_streams", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop_streams", "uvloop", backend="libuv"),
+        Impl("corosio_py_1thread", COROSIO, _CorosioServer, threads=(1,), all_backends=False),
+        Impl("corosio_py_2threads", COROSIO, _CorosioServer, threads=(2,), all_backends=False),
+        Impl("asyncio_streams", "asyncio", _AsyncioServer),
+        Impl("uvloop_streams", "uvloop", _AsyncioServer),
     ),
     sizes={
         "anchor": {"seconds": 5},
@@ -357,7 +363,7 @@ WORKLOAD = Workload(
         "full": {"seconds": 3},
         "quick": {"seconds": 1},
     },
-    run=run,
+    measure=measure,
     references={"asyncio": "asyncio_streams", "uvloop": "uvloop_streams"},
     unavailable=unavailable,
     # One wrk run per cell in the suite (wrk itself averages ~10^4 requests):

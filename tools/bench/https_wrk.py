@@ -12,9 +12,10 @@ request, not handshakes (see :mod:`tools.bench.tls_handshakes`).
 from __future__ import annotations
 
 from tools.bench import _tls
-from tools.bench._harness import Measurement, RunArgs, Workload, worker_main
+from tools.bench._spec import Measurement, RunArgs, Runner, Workload
+from tools.bench._worker import worker_main
 from tools.bench.http_wrk import WORKLOAD as HTTP
-from tools.bench.http_wrk import measure
+from tools.bench.http_wrk import measure as measure_http
 from tools.bench.http_wrk import unavailable as wrk_unavailable
 
 
@@ -23,14 +24,11 @@ def unavailable() -> str | None:
     return wrk_unavailable() or _tls.unavailable()
 
 
-def run(args: RunArgs) -> Measurement:
-    certs = _tls.Certs()
-    try:
+def measure(args: RunArgs, run: Runner) -> Measurement:
+    with _tls.Certs() as certs:
         context = certs.server_context()
         context.set_alpn_protocols(["http/1.1"])
-        return measure(args, context, certs.ca)
-    finally:
-        certs.close()
+        return measure_http(args, run, context, certs.ca)
 
 
 WORKLOAD = Workload(
@@ -39,7 +37,7 @@ WORKLOAD = Workload(
     figures=HTTP.figures,
     impls=HTTP.impls,
     sizes=HTTP.sizes,
-    run=run,
+    measure=measure,
     references=HTTP.references,
     unavailable=unavailable,
     reps=HTTP.reps,

@@ -24,19 +24,9 @@ import itertools
 import threading
 from collections.abc import Callable
 
-from tools.bench._harness import (
-    Figure,
-    Impl,
-    Measurement,
-    RunArgs,
-    Workload,
-    asyncio_backend_label,
-    check,
-    corosio_context,
-    new_event_loop,
-    now,
-    worker_main,
-)
+from tools.bench._runners import corosio_context, new_event_loop, now
+from tools.bench._spec import COROSIO, Figure, Impl, Measurement, RunArgs, Runner, Workload, check
+from tools.bench._worker import worker_main
 
 #: Iterations of the arithmetic loop in every handler (about 1 µs of Python).
 WORK_ITERATIONS = 16
@@ -62,11 +52,11 @@ def make_handler(work: int = WORK_ITERATIONS) -> tuple[Callable[[], None], Calla
     return handler, ran
 
 
-def _corosio(args: RunArgs, lockless: bool) -> tuple[float, int, int]:
+def _corosio(args: RunArgs) -> tuple[float, int, int]:
     h = args.params["handlers"]
     n = args.threads
     handler, ran = make_handler(args.params.get("iterations", WORK_ITERATIONS))
-    with corosio_context(args, lockless=lockless) as ctx:
+    with corosio_context(args) as ctx:
         for _ in range(h):
             ctx.post(handler)
         barrier = threading.Barrier(n)
@@ -89,13 +79,16 @@ def _corosio(args: RunArgs, lockless: bool) -> tuple[float, int, int]:
             t.join()
         t1 = now()
     check(not errors, f"run() raised {errors!r}")
+    h = args.params["handlers"]
+    check(sum(results) == h, f"run() calls returned {sum(results)} in total, expected {h}")
     return t1 - t0, sum(results), ran()
 
 
 def _asyncio(args: RunArgs) -> tuple[float, int, int]:
+    check(args.threads == 1, f"{args.impl} runs on one thread only")
     h = args.params["handlers"]
     handler, ran = make_handler(args.params.get("iterations", WORK_ITERATIONS))
-    loop = new_event_loop(args.impl)
+    loop = new_event_loop(args)
     try:
         for _ in range(h):
             loop.call_soon(handler)
@@ -108,15 +101,10 @@ def _asyncio(args: RunArgs) -> tuple[float, int, int]:
     return t1 - t0, h, ran()
 
 
-def run(args: RunArgs) -> Measurement:
+def measure(args: RunArgs, run: Runner) -> Measurement:
     h = args.params["handlers"]
-    if args.impl.startswith("corosio_py"):
-        check(args.threads >= 1, "threads must be >= 1")
-        elapsed, returned, count = _corosio(args, lockless=args.impl == "corosio_py_hint1")
-        check(returned == h, f"run() calls returned {returned} in total, expected {h}")
-    else:
-        check(args.threads == 1, f"{args.impl} runs on one thread only")
-        elapsed, returned, count = _asyncio(args)
+    check(args.threads >= 1, "threads must be >= 1")
+    elapsed, _, count = run(args)
     check(count == h, f"{count} handlers ran, expected {h}")
     return Measurement(
         figures={"handlers_per_s": h / elapsed},
@@ -129,13 +117,13 @@ WORKLOAD = Workload(
     title="N threads run one context over pre-posted pure-Python handlers",
     figures=(Figure("handlers_per_s", "handlers/s", "handlers/s"),),
     impls=(
-        Impl("corosio_py", "corosio_py", threads=(1, 2, 4, 8), quick_threads=(1, 2, 4)),
-        Impl("corosio_py_hint1", "corosio_py"),
-        Impl("asyncio", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop", "uvloop", backend="libuv"),
+        Impl("corosio_py", COROSIO, _corosio, threads=(1, 2, 4, 8), quick_threads=(1, 2, 4)),
+        Impl("corosio_py_hint1", COROSIO, _corosio, concurrency_hint=1),
+        Impl("asyncio", "asyncio", _asyncio),
+        Impl("uvloop", "uvloop", _asyncio),
     ),
     sizes={"full": {"handlers": 400_000}, "quick": {"handlers": 100_000}},
-    run=run,
+    measure=measure,
     scaling="handlers_per_s",
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tools.bench._harness import worker_main
+from tools.bench._worker import worker_main
 from tools.bench.mt_scaling import WORKLOAD as _SHORT
 
 #: Loop iterations per handler: about 20 µs on CPython 3.11 on these machines.

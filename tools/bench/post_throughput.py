@@ -20,20 +20,9 @@ from __future__ import annotations
 
 from collections import deque
 
-from tools.bench._harness import (
-    Figure,
-    Impl,
-    Measurement,
-    RunArgs,
-    Workload,
-    asyncio_backend_label,
-    check,
-    corosio_context,
-    new_event_loop,
-    now,
-    trio_backend_label,
-    worker_main,
-)
+from tools.bench._runners import corosio_context, new_event_loop, now
+from tools.bench._spec import COROSIO, Figure, Impl, Measurement, RunArgs, Runner, Workload, check
+from tools.bench._worker import worker_main
 
 
 class Counter:
@@ -50,11 +39,11 @@ class Counter:
         self.cb = cb
 
 
-def _corosio(args: RunArgs, lockless: bool) -> tuple[float, float, int]:
+def _corosio(args: RunArgs) -> tuple[float, float, int]:
     n = args.params["n"]
     counter = Counter()
     cb = counter.cb
-    with corosio_context(args, lockless=lockless) as ctx:
+    with corosio_context(args) as ctx:
         post = ctx.post
         t0 = now()
         for _ in range(n):
@@ -70,7 +59,7 @@ def _asyncio(args: RunArgs) -> tuple[float, float, int]:
     n = args.params["n"]
     counter = Counter()
     cb = counter.cb
-    loop = new_event_loop(args.impl)
+    loop = new_event_loop(args)
     try:
         call_soon = loop.call_soon
         t0 = now()
@@ -125,16 +114,8 @@ def _floor(args: RunArgs) -> tuple[float, float, int]:
     return t1 - t0, t2 - t1, counter.count
 
 
-def run(args: RunArgs) -> Measurement:
-    impl = args.impl
-    if impl.startswith("corosio_py"):
-        post_s, run_s, count = _corosio(args, lockless=impl == "corosio_py_hint1")
-    elif impl in ("asyncio", "uvloop"):
-        post_s, run_s, count = _asyncio(args)
-    elif impl == "trio":
-        post_s, run_s, count = _trio(args)
-    else:
-        post_s, run_s, count = _floor(args)
+def measure(args: RunArgs, run: Runner) -> Measurement:
+    post_s, run_s, count = run(args)
     n = args.params["n"]
     check(count == n, f"{count} callbacks ran, expected {n}")
     return Measurement(
@@ -148,15 +129,15 @@ WORKLOAD = Workload(
     title="post N no-op callbacks from the thread, then run",
     figures=(Figure("callbacks_per_s", "callbacks/s (post + run)", "callbacks/s"),),
     impls=(
-        Impl("corosio_py", "corosio_py"),
-        Impl("corosio_py_hint1", "corosio_py"),
-        Impl("asyncio", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop", "uvloop", backend="libuv"),
-        Impl("trio", "trio", backend=trio_backend_label(), quick=False),
-        Impl("floor_deque", "floor"),
+        Impl("corosio_py", COROSIO, _corosio),
+        Impl("corosio_py_hint1", COROSIO, _corosio, concurrency_hint=1),
+        Impl("asyncio", "asyncio", _asyncio),
+        Impl("uvloop", "uvloop", _asyncio),
+        Impl("trio", "trio", _trio, quick=False),
+        Impl("floor_deque", "floor", _floor),
     ),
     sizes={"full": {"n": 1_000_000}, "quick": {"n": 200_000}},
-    run=run,
+    measure=measure,
 )
 
 if __name__ == "__main__":

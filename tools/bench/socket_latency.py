@@ -27,45 +27,42 @@ impls:
 
 from __future__ import annotations
 
+import asyncio
 import select
-from typing import Any
 
-from tools.bench._harness import (
-    Figure,
-    Measurement,
-    RunArgs,
-    Workload,
-    check,
-    worker_main,
-)
 from tools.bench._net import (
     HOST,
     MSG,
+    PINGPONG_FIGURES,
+    PINGPONG_SIZES,
     RBUF,
     STREAM_REFERENCES,
+    EchoProtocol,
+    PingProtocol,
+    PingResult,
     asyncio_echo_handler,
     asyncio_stream_ping,
     clock_ns,
     connected_pairs,
-    corosio_ctx,
     corosio_stream_echo,
     corosio_stream_ping,
-    latency_stats,
     messages,
-    run_asyncio,
+    pingpong_measure,
     stream_impls,
+    trio_stream_echo,
+    trio_stream_ping,
 )
+from tools.bench._runners import corosio_context, run_asyncio
+from tools.bench._spec import RunArgs, Workload
+from tools.bench._worker import worker_main
 
-#: (per-round-trip ns of the timed round trips, bad echoes, bytes the server echoed)
-Result = tuple[list[int], int, int]
 
-
-def _corosio(args: RunArgs, n: int, warm: int) -> Result:
+def _corosio(args: RunArgs, n: int, warm: int) -> PingResult:
     import corosio_py
     from corosio_py.testing import socket_pair
 
     echoed = [0]
-    with corosio_ctx(args) as ctx:
+    with corosio_context(args) as ctx:
         client, server = socket_pair(ctx)
         client.no_delay = True
         server.no_delay = True
@@ -76,12 +73,10 @@ def _corosio(args: RunArgs, n: int, warm: int) -> Result:
     return lat, bad, echoed[0]
 
 
-def _asyncio_streams(args: RunArgs, n: int, warm: int) -> Result:
-    import asyncio
-
+def _asyncio_streams(args: RunArgs, n: int, warm: int) -> PingResult:
     echoed = [0]
 
-    async def main() -> Result:
+    async def main() -> PingResult:
         server = await asyncio.start_server(asyncio_echo_handler(echoed), HOST, 0)
         port = server.sockets[0].getsockname()[1]
         r, w = await asyncio.open_connection(HOST, port)
@@ -90,126 +85,58 @@ def _asyncio_streams(args: RunArgs, n: int, warm: int) -> Result:
         await server.wait_closed()
         return result
 
-    lat, bad, _ = run_asyncio(args.impl, main)
+    lat, bad, _ = run_asyncio(args, main)
     return lat, bad, echoed[0]
 
 
-def _asyncio_protocol(args: RunArgs, n: int, warm: int) -> Result:
-    import asyncio
-
-    total = warm + n
-    msgs = messages()
+def _asyncio_protocol(args: RunArgs, n: int, warm: int) -> PingResult:
     echoed = [0]
+    lat: list[int] = []
+    bad = [0]
 
-    async def main() -> Result:
+    async def main() -> None:
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[Result] = loop.create_future()
-
-        class Echo(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.tr = transport
-
-            def data_received(self, data: bytes) -> None:
-                self.tr.write(data)
-                echoed[0] += len(data)
-
-        class Client(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.tr = transport
-                self.pending = b""
-                self.i = 0
-                self.bad = 0
-                self.lat: list[int] = []
-                self.t = clock_ns()
-                transport.write(msgs[0])
-
-            def data_received(self, data: bytes) -> None:
-                t1 = clock_ns()
-                if self.pending:
-                    data = self.pending + data
-                if len(data) < MSG:
-                    self.pending = data
-                    return
-                self.pending = b""
-                i = self.i
-                if i >= warm:
-                    self.lat.append(t1 - self.t)
-                if data != msgs[i & 1]:
-                    self.bad += 1
-                i += 1
-                self.i = i
-                if i == total:
-                    done.set_result((self.lat, self.bad, 0))
-                    return
-                self.t = clock_ns()
-                self.tr.write(msgs[i & 1])
-
-        server = await loop.create_server(Echo, HOST, 0)
+        done = loop.create_future()
+        server = await loop.create_server(lambda: EchoProtocol(echoed), HOST, 0)
         port = server.sockets[0].getsockname()[1]
-        transport, _ = await loop.create_connection(Client, HOST, port)
-        result = await done
+        transport, client = await loop.create_connection(
+            lambda: PingProtocol(warm + n, warm, lat, bad, lambda _: done.set_result(None)),
+            HOST, port,
+        )
+        client.start()
+        await done
         transport.close()
         server.close()
         await server.wait_closed()
-        return result
 
-    lat, bad, _ = run_asyncio(args.impl, main)
-    return lat, bad, echoed[0]
+    run_asyncio(args, main)
+    return lat, bad[0], echoed[0]
 
 
-def _trio(args: RunArgs, n: int, warm: int) -> Result:
+def _trio(args: RunArgs, n: int, warm: int) -> PingResult:
     import trio
 
-    total = warm + n
-    msgs = messages()
     echoed = [0]
 
-    async def main() -> Result:
-        out: list[Result] = []
+    async def main() -> PingResult:
         async with trio.open_nursery() as nursery:
             listeners = await trio.open_tcp_listeners(0, host=HOST)
             port = listeners[0].socket.getsockname()[1]
 
             async def server() -> None:
-                stream = await listeners[0].accept()
-                async with stream:
-                    while True:
-                        data = await stream.receive_some(RBUF)
-                        if not data:
-                            break
-                        await stream.send_all(data)
-                        echoed[0] += len(data)
+                await trio_stream_echo(await listeners[0].accept(), echoed)
                 await listeners[0].aclose()
 
             nursery.start_soon(server)
             stream = await trio.open_tcp_stream(HOST, port)
-            lat: list[int] = []
-            rec = lat.append
-            bad = 0
-            for i in range(total):
-                msg = msgs[i & 1]
-                t = clock_ns()
-                await stream.send_all(msg)
-                data = await stream.receive_some(MSG)
-                while len(data) < MSG:
-                    more = await stream.receive_some(MSG - len(data))
-                    if not more:
-                        raise EOFError("the echo server closed early")
-                    data += more
-                t1 = clock_ns()
-                if i >= warm:
-                    rec(t1 - t)
-                if data != msg:
-                    bad += 1
-            await stream.aclose()
-            out.append((lat, bad, 0))
-        return out[0]
+            result = await trio_stream_ping(stream, warm + n, warm)
+        return result
 
     lat, bad, _ = trio.run(main)
     return lat, bad, echoed[0]
 
 
-def _floor_epoll(args: RunArgs, n: int, warm: int) -> Result:
+def _floor_epoll(args: RunArgs, n: int, warm: int) -> PingResult:
     total = warm + n
     msgs = messages()
     ((c, s),) = connected_pairs(1)
@@ -259,46 +186,13 @@ def _floor_epoll(args: RunArgs, n: int, warm: int) -> Result:
     return lat, bad, echoed
 
 
-def run(args: RunArgs) -> Measurement:
-    n = args.params["n"]
-    warm = args.params["warmup"]
-    impl = args.impl
-    if impl.startswith("corosio_py"):
-        lat, bad, echoed = _corosio(args, n, warm)
-    elif impl.endswith("_streams"):
-        lat, bad, echoed = _asyncio_streams(args, n, warm)
-    elif impl.endswith("_protocol"):
-        lat, bad, echoed = _asyncio_protocol(args, n, warm)
-    elif impl == "trio":
-        lat, bad, echoed = _trio(args, n, warm)
-    else:
-        lat, bad, echoed = _floor_epoll(args, n, warm)
-    check(bad == 0, f"{bad} echoes differed from what was sent")
-    check(echoed == (warm + n) * MSG, f"the server echoed {echoed} bytes, "
-          f"expected {(warm + n) * MSG}")
-    mean, p50, p99 = latency_stats(lat, n)
-    return Measurement(
-        figures={"round_trips_per_s": 1e6 / mean, "rtt_us": mean},
-        latency={"rtt_us": (p50, p99)},
-        extra={"round_trips": n, "warmup": warm, "busy_s": sum(lat) / 1e9},
-    )
-
-
 WORKLOAD = Workload(
     name="socket_latency",
     title="64-byte ping-pong on one loopback connection (client and server in one loop)",
-    figures=(
-        Figure("round_trips_per_s", "round trips/s", "round trips/s"),
-        Figure("rtt_us", "round-trip time (mean)", "µs", higher_is_better=False, latency=True),
-    ),
-    impls=stream_impls(),
-    sizes={
-        "anchor": {"n": 50_000, "warmup": 1_000},
-        # The suite's size: smaller, so that `make bench` stays under 10 minutes.
-        "full": {"n": 5_000, "warmup": 1_000},
-        "quick": {"n": 3_000, "warmup": 500},
-    },
-    run=run,
+    figures=PINGPONG_FIGURES,
+    impls=stream_impls(_corosio, _asyncio_streams, _asyncio_protocol, _trio, _floor_epoll),
+    sizes=PINGPONG_SIZES,
+    measure=pingpong_measure(MSG),
     warmup_all=False,
     references=dict(STREAM_REFERENCES),
 )

@@ -29,26 +29,15 @@ impls:
 
 from __future__ import annotations
 
+import asyncio
 import select
+from collections.abc import Callable
 from typing import Any
 
-from tools.bench._harness import (
-    Figure,
-    Measurement,
-    RunArgs,
-    Workload,
-    check,
-    now,
-    worker_main,
-)
-from tools.bench._net import (
-    HOST,
-    STREAM_REFERENCES,
-    connected_pairs,
-    corosio_ctx,
-    run_asyncio,
-    stream_impls,
-)
+from tools.bench._net import HOST, STREAM_REFERENCES, connected_pairs, stream_impls
+from tools.bench._runners import corosio_context, now, run_asyncio
+from tools.bench._spec import Figure, Measurement, RunArgs, Runner, Workload, check
+from tools.bench._worker import worker_main
 
 CHUNK = 64 * 1024
 RBUF = 256 * 1024
@@ -79,21 +68,28 @@ def bad_read(data: Any, k: int, offset: int) -> bool:
     )
 
 
-def _corosio(args: RunArgs, total: int) -> Result:
+def corosio_transfer(
+    args: RunArgs, total: int, wrap: Callable[[Any, Any], tuple[Any, Any]] | None = None
+) -> Result:
+    """corosio_py over ``testing.socket_pair``; ``wrap(a, b)`` returns the
+    (client, server) streams to use instead (TLS), which handshake first."""
     import corosio_py
     from corosio_py.testing import socket_pair
 
     pat = pattern()
-    with corosio_ctx(args) as ctx:
-        client, server = socket_pair(ctx)
-        client.no_delay = True
-        server.no_delay = True
+    with corosio_context(args) as ctx:
+        a, b = socket_pair(ctx)
+        a.no_delay = b.no_delay = True  # as asyncio's transports do
+        client: Any
+        server: Any
+        client, server = wrap(a, b) if wrap else (a, b)
 
         async def sink() -> tuple[float, int, int]:
+            if wrap:
+                await server.handshake()
             buf = bytearray(RBUF)
             read = server.read_some
-            got = 0
-            bad = 0
+            got = bad = 0
             while got < total:
                 k = await read(buf)
                 if not k:
@@ -101,11 +97,11 @@ def _corosio(args: RunArgs, total: int) -> Result:
                 if bad_read(buf, k, got):
                     bad += 1
                 got += k
-            t1 = now()
-            server.close()
-            return t1, got, bad
+            return now(), got, bad
 
         async def source() -> tuple[float, int]:
+            if wrap:
+                await client.handshake()
             write = client.write_some
             sent = 0
             t0 = now()
@@ -119,21 +115,24 @@ def _corosio(args: RunArgs, total: int) -> Result:
         t1, got, bad = receiver.result()
         t0, sent = sender.result()
         client.close()
+        server.close()
     return t1 - t0, got, sent, bad
 
 
-def _asyncio_streams(args: RunArgs, total: int) -> Result:
-    import asyncio
-
+def asyncio_transfer(args: RunArgs, total: int, **tls: Any) -> Result:
+    """asyncio / uvloop streams: ``write(chunk); await drain()`` against a
+    ``read(65536)`` handler; ``tls``: ``server_ssl``, ``client_ssl`` and
+    ``server_hostname`` (the loop's SSL transport)."""
     pat = pattern()
+    server_ssl = tls.pop("server_ssl", None)
+    client_ssl = tls.pop("client_ssl", None)
 
     async def main() -> Result:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[tuple[float, int, int]] = loop.create_future()
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            got = 0
-            bad = 0
+            got = bad = 0
             read = reader.read
             while got < total:
                 data = await read(65536)
@@ -146,9 +145,9 @@ def _asyncio_streams(args: RunArgs, total: int) -> Result:
             done.set_result((now(), got, bad))
             writer.close()
 
-        server = await asyncio.start_server(handle, HOST, 0)
+        server = await asyncio.start_server(handle, HOST, 0, ssl=server_ssl)
         port = server.sockets[0].getsockname()[1]
-        _, w = await asyncio.open_connection(HOST, port)
+        _, w = await asyncio.open_connection(HOST, port, ssl=client_ssl, **tls)
         write, drain = w.write, w.drain
         sent = 0
         t0 = now()
@@ -163,13 +162,11 @@ def _asyncio_streams(args: RunArgs, total: int) -> Result:
         await server.wait_closed()
         return t1 - t0, got, sent, bad
 
-    result: Result = run_asyncio(args.impl, main)
+    result: Result = run_asyncio(args, main)
     return result
 
 
 def _asyncio_protocol(args: RunArgs, total: int) -> Result:
-    import asyncio
-
     pat = pattern()
 
     async def main() -> Result:
@@ -219,7 +216,7 @@ def _asyncio_protocol(args: RunArgs, total: int) -> Result:
         await server.wait_closed()
         return t1 - t0, got, src.sent, bad
 
-    result: Result = run_asyncio(args.impl, main)
+    result: Result = run_asyncio(args, main)
     return result
 
 
@@ -305,19 +302,9 @@ def _floor_epoll(args: RunArgs, total: int) -> Result:
     return t1 - t0, got, sent, bad
 
 
-def run(args: RunArgs) -> Measurement:
-    total = args.params["total_mib"] << 20
-    impl = args.impl
-    if impl.startswith("corosio_py"):
-        dt, got, sent, bad = _corosio(args, total)
-    elif impl.endswith("_streams"):
-        dt, got, sent, bad = _asyncio_streams(args, total)
-    elif impl.endswith("_protocol"):
-        dt, got, sent, bad = _asyncio_protocol(args, total)
-    elif impl == "trio":
-        dt, got, sent, bad = _trio(args, total)
-    else:
-        dt, got, sent, bad = _floor_epoll(args, total)
+def checked(total: int, result: Result) -> Measurement:
+    """The figure of a transfer of ``total`` bytes, after checking it."""
+    dt, got, sent, bad = result
     check(sent == total, f"sent {sent} bytes, expected {total}")
     check(got == total, f"received {got} bytes, expected {total}")
     check(bad == 0, f"{bad} reads did not match the stream pattern")
@@ -327,18 +314,23 @@ def run(args: RunArgs) -> Measurement:
     )
 
 
+def measure(args: RunArgs, run: Runner) -> Measurement:
+    total = args.params["total_mib"] << 20
+    return checked(total, run(args, total))
+
+
 WORKLOAD = Workload(
     name="socket_throughput",
     title="bulk transfer in 64 KiB writes over one loopback connection",
     figures=(Figure("mb_per_s", "throughput", "MB/s"),),
-    impls=stream_impls(),
+    impls=stream_impls(corosio_transfer, asyncio_transfer, _asyncio_protocol, _trio, _floor_epoll),
     sizes={
         "anchor": {"total_mib": 1024},
         # The suite's size: smaller, so that `make bench` stays under 10 minutes.
         "full": {"total_mib": 128},
         "quick": {"total_mib": 64},
     },
-    run=run,
+    measure=measure,
     warmup_all=False,
     references=dict(STREAM_REFERENCES),
 )

@@ -13,49 +13,53 @@ impls:
 
 from __future__ import annotations
 
-from tools.bench._harness import (
-    Figure,
-    Impl,
-    Measurement,
-    RunArgs,
-    Workload,
-    asyncio_backend_label,
-    check,
-    corosio_context,
-    new_event_loop,
-    now,
-    worker_main,
-)
+from tools.bench._runners import corosio_context, new_event_loop, now
+from tools.bench._spec import COROSIO, Figure, Impl, Measurement, RunArgs, Runner, Workload, check
+from tools.bench._worker import worker_main
 from tools.bench.post_throughput import Counter
 
 
-def run(args: RunArgs) -> Measurement:
+def _posts(args: RunArgs, counter: Counter, strand: bool) -> float:
+    import corosio_py
+
+    n = args.params["n"]
+    cb = counter.cb
+    with corosio_context(args) as ctx:
+        post = corosio_py.Strand(ctx).post if strand else ctx.post
+        t0 = now()
+        for _ in range(n):
+            post(cb)
+        ctx.run()
+        return now() - t0
+
+
+def _strand(args: RunArgs, counter: Counter) -> float:
+    return _posts(args, counter, strand=True)
+
+
+def _plain(args: RunArgs, counter: Counter) -> float:
+    return _posts(args, counter, strand=False)
+
+
+def _asyncio(args: RunArgs, counter: Counter) -> float:
+    n = args.params["n"]
+    cb = counter.cb
+    loop = new_event_loop(args)
+    try:
+        t0 = now()
+        for _ in range(n):
+            loop.call_soon(cb)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        return now() - t0
+    finally:
+        loop.close()
+
+
+def measure(args: RunArgs, run: Runner) -> Measurement:
     n = args.params["n"]
     counter = Counter()
-    cb = counter.cb
-    if args.impl.startswith("corosio_py"):
-        import corosio_py
-
-        with corosio_context(args) as ctx:
-            post = (
-                corosio_py.Strand(ctx).post if args.impl == "corosio_py_strand" else ctx.post
-            )
-            t0 = now()
-            for _ in range(n):
-                post(cb)
-            ctx.run()
-            elapsed = now() - t0
-    else:
-        loop = new_event_loop(args.impl)
-        try:
-            t0 = now()
-            for _ in range(n):
-                loop.call_soon(cb)
-            loop.call_soon(loop.stop)
-            loop.run_forever()
-            elapsed = now() - t0
-        finally:
-            loop.close()
+    elapsed = run(args, counter)
     check(counter.count == n, f"{counter.count} callbacks ran, expected {n}")
     return Measurement(figures={"callbacks_per_s": n / elapsed}, extra={"elapsed_s": elapsed})
 
@@ -65,13 +69,13 @@ WORKLOAD = Workload(
     title="post N no-op callbacks to a strand, then run (one thread)",
     figures=(Figure("callbacks_per_s", "callbacks/s (post + run)", "callbacks/s"),),
     impls=(
-        Impl("corosio_py_strand", "corosio_py", all_backends=False),
-        Impl("corosio_py", "corosio_py", all_backends=False),
-        Impl("asyncio", "asyncio", backend=asyncio_backend_label()),
+        Impl("corosio_py_strand", COROSIO, _strand, all_backends=False),
+        Impl("corosio_py", COROSIO, _plain, all_backends=False),
+        Impl("asyncio", "asyncio", _asyncio),
     ),
     sizes={"full": {"n": 1_000_000}, "quick": {"n": 200_000}},
     references={"vs_plain": "corosio_py", "asyncio": "asyncio"},
-    run=run,
+    measure=measure,
 )
 
 if __name__ == "__main__":

@@ -12,24 +12,19 @@ impls:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
-from tools.bench._harness import (
-    Figure,
-    Measurement,
-    RunArgs,
-    Workload,
-    check,
-    worker_main,
-)
-from tools.bench._sync_runners import Result, coordination_impls, run_async, timed_rounds
+from tools.bench._runners import Main
+from tools.bench._spec import Figure, Measurement, RunArgs, Runner, Workload, check
+from tools.bench._sync_runners import coordination_impls, timed_rounds
+from tools.bench._worker import worker_main
 
 
-def _body(args: RunArgs, make_lock: Callable[[], Any]) -> Callable[[], Coroutine[Any, Any, Result]]:
+def _rounds(args: RunArgs, make_lock: Callable[[], Any]) -> Main:
     m = args.params["m"]
 
-    async def main() -> Result:
+    async def main() -> tuple[float, int]:
         lock = make_lock()
 
         async def one() -> None:
@@ -41,21 +36,26 @@ def _body(args: RunArgs, make_lock: Callable[[], Any]) -> Callable[[], Coroutine
     return main
 
 
-def run(args: RunArgs) -> Measurement:
-    impl = args.impl
-    if impl.startswith("corosio_py"):
-        import corosio_py
+def _corosio(args: RunArgs) -> Main:
+    import corosio_py
 
-        make: Callable[[], Any] = corosio_py.Lock
-    elif impl == "trio":
-        import trio
+    return _rounds(args, corosio_py.Lock)
 
-        make = trio.Lock
-    else:
-        import asyncio
 
-        make = asyncio.Lock
-    elapsed, done = run_async(args, _body(args, make))
+def _asyncio(args: RunArgs) -> Main:
+    import asyncio
+
+    return _rounds(args, asyncio.Lock)
+
+
+def _trio(args: RunArgs) -> Main:
+    import trio
+
+    return _rounds(args, trio.Lock)
+
+
+def measure(args: RunArgs, run: Runner) -> Measurement:
+    elapsed, done = run(args)
     m = args.params["m"]
     check(done == m, f"{done} rounds, expected {m}")
     return Measurement(figures={"rounds_per_s": m / elapsed}, extra={"elapsed_s": elapsed})
@@ -65,9 +65,9 @@ WORKLOAD = Workload(
     name="sync_lock",
     title="uncontended lock acquire+release in one task",
     figures=(Figure("rounds_per_s", "acquire+release/s", "rounds/s"),),
-    impls=coordination_impls(),
+    impls=coordination_impls(_corosio, _asyncio, _trio),
     sizes={"full": {"m": 1_000_000}, "quick": {"m": 200_000}},
-    run=run,
+    measure=measure,
 )
 
 if __name__ == "__main__":

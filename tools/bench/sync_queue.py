@@ -13,22 +13,17 @@ impls:
 
 from __future__ import annotations
 
-from tools.bench._harness import (
-    Figure,
-    Measurement,
-    RunArgs,
-    Workload,
-    check,
-    now,
-    worker_main,
-)
-from tools.bench._sync_runners import Result, coordination_impls, run_async
+from tools.bench._runners import Main, now
+from tools.bench._spec import Figure, Measurement, RunArgs, Runner, Workload, check
+from tools.bench._sync_runners import Result, coordination_impls
+from tools.bench._worker import worker_main
 
 MAXSIZE = 64
 
 
-def _corosio_main(n: int):  # type: ignore[no-untyped-def]
+def _corosio(args: RunArgs) -> Main:
     import corosio_py
+    n = args.params["n"]
 
     async def main() -> Result:
         q: corosio_py.Queue[int] = corosio_py.Queue(MAXSIZE)
@@ -52,8 +47,9 @@ def _corosio_main(n: int):  # type: ignore[no-untyped-def]
     return main
 
 
-def _asyncio_main(n: int):  # type: ignore[no-untyped-def]
+def _asyncio(args: RunArgs) -> Main:
     import asyncio
+    n = args.params["n"]
 
     async def main() -> Result:
         q: asyncio.Queue[int] = asyncio.Queue(MAXSIZE)
@@ -73,8 +69,9 @@ def _asyncio_main(n: int):  # type: ignore[no-untyped-def]
     return main
 
 
-def _trio_main(n: int):  # type: ignore[no-untyped-def]
+def _trio(args: RunArgs) -> Main:
     import trio
+    n = args.params["n"]
 
     async def main() -> Result:
         send, receive = trio.open_memory_channel[int](MAXSIZE)
@@ -101,16 +98,9 @@ def _trio_main(n: int):  # type: ignore[no-untyped-def]
     return main
 
 
-def run(args: RunArgs) -> Measurement:
+def measure(args: RunArgs, run: Runner) -> Measurement:
     n = args.params["n"]
-    impl = args.impl
-    if impl.startswith("corosio_py"):
-        main = _corosio_main(n)
-    elif impl == "trio":
-        main = _trio_main(n)
-    else:
-        main = _asyncio_main(n)
-    elapsed, total = run_async(args, main)
+    elapsed, total = run(args)
     check(total == n * (n - 1) // 2, f"sum {total}, expected {n * (n - 1) // 2}")
     return Measurement(figures={"items_per_s": n / elapsed}, extra={"elapsed_s": elapsed})
 
@@ -119,9 +109,9 @@ WORKLOAD = Workload(
     name="sync_queue",
     title="items through a bounded queue (64) between two tasks",
     figures=(Figure("items_per_s", "items/s", "items/s"),),
-    impls=coordination_impls(),
+    impls=coordination_impls(_corosio, _asyncio, _trio),
     sizes={"full": {"n": 1_000_000}, "quick": {"n": 200_000}},
-    run=run,
+    measure=measure,
 )
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ impls:
   asyncio_tasks / uvloop_tasks     N tasks each ``await asyncio.sleep(d)``.
   asyncio_call_at / uvloop_call_at ``loop.call_at(deadline, cb)`` x N.
   asyncio_call_later / uvloop_call_later  ``loop.call_later(delay, cb)`` x N
-                    (not in the suite; used by tools/bench_tasks.py).
+                    (not in the suite: run with ``--impl``).
   trio              N tasks in a nursery, each ``await trio.sleep_until``.
   floor_heap        bare Python: a heapq of deadlines; ``time.sleep`` until
                     the earliest, then pop and call everything due.
@@ -27,22 +27,10 @@ import heapq
 import random
 import statistics
 import time
-from typing import Any
 
-from tools.bench._harness import (
-    Figure,
-    Impl,
-    Measurement,
-    RunArgs,
-    Workload,
-    asyncio_backend_label,
-    check,
-    corosio_context,
-    new_event_loop,
-    percentile,
-    trio_backend_label,
-    worker_main,
-)
+from tools.bench._runners import corosio_context, new_event_loop, percentile
+from tools.bench._spec import COROSIO, Figure, Impl, Measurement, RunArgs, Runner, Workload, check
+from tools.bench._worker import worker_main
 
 mono = time.monotonic
 
@@ -77,7 +65,7 @@ def _corosio(args: RunArgs, offs: list[float], rec: _Record) -> float:
         await sleep(deadline - mono())
         rec.fired(deadline)
 
-    with corosio_context(args, lockless=args.impl == "corosio_py_hint1") as ctx:
+    with corosio_context(args) as ctx:
         start = mono()
         for off in offs:
             corosio_py.spawn(ctx, waiter(start + off))
@@ -90,7 +78,7 @@ def _asyncio_tasks(args: RunArgs, offs: list[float], rec: _Record) -> float:
     import asyncio
 
     sleep = asyncio.sleep
-    loop = new_event_loop(args.impl)
+    loop = new_event_loop(args)
     box: list[float] = []
 
     async def waiter(deadline: float) -> None:
@@ -111,8 +99,10 @@ def _asyncio_tasks(args: RunArgs, offs: list[float], rec: _Record) -> float:
     return box[0]
 
 
-def _asyncio_call_at(args: RunArgs, offs: list[float], rec: _Record) -> float:
-    loop = new_event_loop(args.impl)
+def _asyncio_call_at(
+    args: RunArgs, offs: list[float], rec: _Record, later: bool = False
+) -> float:
+    loop = new_event_loop(args)
     n = len(offs)
     fired = rec.fired
 
@@ -126,7 +116,7 @@ def _asyncio_call_at(args: RunArgs, offs: list[float], rec: _Record) -> float:
         # are read back to back; deadlines are converted between the two.
         loop_start = loop.time()
         start = mono()
-        if args.impl.endswith("_call_later"):
+        if later:
             call_later, time_ = loop.call_later, loop.time
             for off in offs:
                 call_later(loop_start + off - time_(), cb, start + off)
@@ -138,6 +128,10 @@ def _asyncio_call_at(args: RunArgs, offs: list[float], rec: _Record) -> float:
     finally:
         loop.close()
     return start
+
+
+def _asyncio_call_later(args: RunArgs, offs: list[float], rec: _Record) -> float:
+    return _asyncio_call_at(args, offs, rec, later=True)
 
 
 def _trio(args: RunArgs, offs: list[float], rec: _Record) -> float:
@@ -179,25 +173,11 @@ def _floor(args: RunArgs, offs: list[float], rec: _Record) -> float:
     return start
 
 
-IMPLEMENTATIONS: dict[str, Any] = {
-    "corosio_py": _corosio,
-    "corosio_py_hint1": _corosio,
-    "asyncio_tasks": _asyncio_tasks,
-    "uvloop_tasks": _asyncio_tasks,
-    "asyncio_call_at": _asyncio_call_at,
-    "uvloop_call_at": _asyncio_call_at,
-    "asyncio_call_later": _asyncio_call_at,
-    "uvloop_call_later": _asyncio_call_at,
-    "trio": _trio,
-    "floor_heap": _floor,
-}
-
-
-def run(args: RunArgs) -> Measurement:
+def measure(args: RunArgs, run: Runner) -> Measurement:
     n, window = args.params["n"], args.params["window"]
     offs = offsets(n, window)
     rec = _Record()
-    start = IMPLEMENTATIONS[args.impl](args, offs, rec)
+    start = run(args, offs, rec)
     check(len(rec.late) == n, f"{len(rec.late)} timers fired, expected {n}")
     elapsed = rec.last - start
     check(elapsed > 0, "no time elapsed")
@@ -222,22 +202,22 @@ WORKLOAD = Workload(
         Figure("lateness_ms", "mean lateness", "ms", higher_is_better=False, latency=True),
     ),
     impls=(
-        Impl("corosio_py", "corosio_py"),
-        Impl("corosio_py_hint1", "corosio_py"),
-        Impl("asyncio_tasks", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop_tasks", "uvloop", backend="libuv"),
-        Impl("asyncio_call_at", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop_call_at", "uvloop", backend="libuv"),
-        Impl("asyncio_call_later", "asyncio", backend=asyncio_backend_label(), suite=False),
-        Impl("uvloop_call_later", "uvloop", backend="libuv", suite=False),
-        Impl("trio", "trio", backend=trio_backend_label(), quick=False),
-        Impl("floor_heap", "floor"),
+        Impl("corosio_py", COROSIO, _corosio),
+        Impl("corosio_py_hint1", COROSIO, _corosio, concurrency_hint=1),
+        Impl("asyncio_tasks", "asyncio", _asyncio_tasks),
+        Impl("uvloop_tasks", "uvloop", _asyncio_tasks),
+        Impl("asyncio_call_at", "asyncio", _asyncio_call_at),
+        Impl("uvloop_call_at", "uvloop", _asyncio_call_at),
+        Impl("asyncio_call_later", "asyncio", _asyncio_call_later, suite=False),
+        Impl("uvloop_call_later", "uvloop", _asyncio_call_later, suite=False),
+        Impl("trio", "trio", _trio, quick=False),
+        Impl("floor_heap", "floor", _floor),
     ),
     sizes={
         "full": {"n": 100_000, "window": 0.1},
         "quick": {"n": 20_000, "window": 0.1},
     },
-    run=run,
+    measure=measure,
     # corosio_py runs tasks: compare with the task forms.
     references={"asyncio": "asyncio_tasks", "uvloop": "uvloop_tasks"},
 )

@@ -20,18 +20,10 @@ impls:
 from __future__ import annotations
 
 from tools.bench import _tls
-from tools.bench._harness import (
-    Figure,
-    Impl,
-    Measurement,
-    RunArgs,
-    Workload,
-    asyncio_backend_label,
-    check,
-    now,
-    worker_main,
-)
-from tools.bench._net import HOST, corosio_ctx, run_asyncio
+from tools.bench._net import HOST
+from tools.bench._runners import now, run_asyncio, run_corosio
+from tools.bench._spec import COROSIO, Figure, Impl, Measurement, RunArgs, Runner, Workload, check
+from tools.bench._worker import worker_main
 
 CONCURRENCY = 8
 MESSAGE = bytes(range(64))
@@ -84,10 +76,7 @@ def _corosio(args: RunArgs, count: int, certs: _tls.Certs) -> Result:
         server.stop()
         return elapsed, sum(goods), served[0]
 
-    with corosio_ctx(args) as ctx:
-        task = corosio_py.spawn(ctx, main())
-        ctx.run()
-        result: Result = task.result()
+    result: Result = run_corosio(args, main)
     return result
 
 
@@ -126,20 +115,14 @@ def _asyncio(args: RunArgs, count: int, certs: _tls.Certs) -> Result:
         server.close()
         return elapsed, sum(goods), served[0]
 
-    result: Result = run_asyncio(args.impl, main)
+    result: Result = run_asyncio(args, main)
     return result
 
 
-def run(args: RunArgs) -> Measurement:
+def measure(args: RunArgs, run: Runner) -> Measurement:
     count = args.params["connections"] // CONCURRENCY * CONCURRENCY
-    certs = _tls.Certs()
-    try:
-        if args.impl.startswith("corosio_py"):
-            elapsed, good, served = _corosio(args, count, certs)
-        else:
-            elapsed, good, served = _asyncio(args, count, certs)
-    finally:
-        certs.close()
+    with _tls.Certs() as certs:
+        elapsed, good, served = run(args, count, certs)
     check(good == count, f"{good} of {count} echoes matched")
     check(served == count, f"the server saw {served} connections, expected {count}")
     return Measurement(
@@ -148,22 +131,18 @@ def run(args: RunArgs) -> Measurement:
     )
 
 
-def _impls() -> tuple[Impl, ...]:
-    return (
-        Impl("corosio_py", "corosio_py"),
-        Impl("asyncio", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop", "uvloop", backend="libuv"),
-    )
-
-
 WORKLOAD = Workload(
     name="tls_handshakes",
     title=f"new TLS 1.3 connections (handshake, one echo, close), {CONCURRENCY} clients at once",
     figures=(Figure("handshakes_per_s", "handshakes", "handshakes/s"),),
-    impls=_impls(),
+    impls=(
+        Impl("corosio_py", COROSIO, _corosio),
+        Impl("asyncio", "asyncio", _asyncio),
+        Impl("uvloop", "uvloop", _asyncio),
+    ),
     sizes={"anchor": {"connections": 4000}, "full": {"connections": 2000},
            "quick": {"connections": 400}},
-    run=run,
+    measure=measure,
     references={"asyncio": "asyncio", "uvloop": "uvloop"},
     unavailable=_tls.unavailable,
     warmup_all=False,

@@ -22,39 +22,32 @@ impls:
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import tempfile
 
-from tools.bench._harness import (
-    Figure,
-    Impl,
-    Measurement,
-    RunArgs,
-    Workload,
-    asyncio_backend_label,
-    check,
-    worker_main,
-)
 from tools.bench._net import (
     MSG,
+    PINGPONG_FIGURES,
+    PINGPONG_SIZES,
+    PingResult,
     asyncio_echo_handler,
     asyncio_stream_ping,
-    corosio_ctx,
     corosio_stream_echo,
     corosio_stream_ping,
-    latency_stats,
-    run_asyncio,
+    pingpong_measure,
 )
+from tools.bench._runners import corosio_context, run_asyncio
+from tools.bench._spec import COROSIO, Impl, Measurement, RunArgs, Runner, Workload
+from tools.bench._worker import worker_main
 
-#: (per-round-trip ns of the timed round trips, bad echoes, bytes the server echoed)
-Result = tuple[list[int], int, int]
 
-
-def _corosio(args: RunArgs, n: int, warm: int, path: str) -> Result:
+def _corosio(args: RunArgs, n: int, warm: int, path: str) -> PingResult:
     import corosio_py
 
     echoed = [0]
-    with corosio_ctx(args) as ctx:
+    with corosio_context(args) as ctx:
         acceptor = corosio_py.LocalStreamAcceptor(ctx, path)
         client = corosio_py.LocalStreamSocket(ctx)
 
@@ -63,7 +56,7 @@ def _corosio(args: RunArgs, n: int, warm: int, path: str) -> Result:
             acceptor.close()
             await corosio_stream_echo(server, echoed)
 
-        async def ping() -> Result:
+        async def ping() -> PingResult:
             await client.connect(path)
             return await corosio_stream_ping(client, warm + n, warm)
 
@@ -74,12 +67,10 @@ def _corosio(args: RunArgs, n: int, warm: int, path: str) -> Result:
     return lat, bad, echoed[0]
 
 
-def _asyncio_streams(args: RunArgs, n: int, warm: int, path: str) -> Result:
-    import asyncio
-
+def _asyncio_streams(args: RunArgs, n: int, warm: int, path: str) -> PingResult:
     echoed = [0]
 
-    async def main() -> Result:
+    async def main() -> PingResult:
         server = await asyncio.start_unix_server(asyncio_echo_handler(echoed), path)
         r, w = await asyncio.open_unix_connection(path)
         result = await asyncio_stream_ping(r, w, warm + n, warm)
@@ -87,49 +78,32 @@ def _asyncio_streams(args: RunArgs, n: int, warm: int, path: str) -> Result:
         await server.wait_closed()
         return result
 
-    lat, bad, _ = run_asyncio(args.impl, main)
+    lat, bad, _ = run_asyncio(args, main)
     return lat, bad, echoed[0]
 
 
-def run(args: RunArgs) -> Measurement:
-    n = args.params["n"]
-    warm = args.params["warmup"]
+_pingpong = pingpong_measure(MSG)
+
+
+def measure(args: RunArgs, run: Runner) -> Measurement:
+    """The ping-pong measure, on a socket path in a fresh temporary directory."""
     with tempfile.TemporaryDirectory(prefix="corosio-bench-") as tmp:
         path = os.path.join(tmp, "pingpong.sock")
-        if args.impl.startswith("corosio_py"):
-            lat, bad, echoed = _corosio(args, n, warm, path)
-        else:
-            lat, bad, echoed = _asyncio_streams(args, n, warm, path)
-    check(bad == 0, f"{bad} echoes differed from what was sent")
-    check(echoed == (warm + n) * MSG, f"the server echoed {echoed} bytes, "
-          f"expected {(warm + n) * MSG}")
-    mean, p50, p99 = latency_stats(lat, n)
-    return Measurement(
-        figures={"round_trips_per_s": 1e6 / mean, "rtt_us": mean},
-        latency={"rtt_us": (p50, p99)},
-        extra={"round_trips": n, "warmup": warm, "busy_s": sum(lat) / 1e9},
-    )
+        return _pingpong(args, functools.partial(run, path=path))
 
 
 WORKLOAD = Workload(
     name="unix_pingpong",
     title="64-byte ping-pong on one Unix-domain stream connection (one loop)",
-    figures=(
-        Figure("round_trips_per_s", "round trips/s", "round trips/s"),
-        Figure("rtt_us", "round-trip time (mean)", "µs", higher_is_better=False, latency=True),
-    ),
+    figures=PINGPONG_FIGURES,
     impls=(
-        Impl("corosio_py", "corosio_py"),
-        Impl("corosio_py_hint1", "corosio_py", all_backends=False),
-        Impl("asyncio_streams", "asyncio", backend=asyncio_backend_label()),
-        Impl("uvloop_streams", "uvloop", backend="libuv"),
+        Impl("corosio_py", COROSIO, _corosio),
+        Impl("corosio_py_hint1", COROSIO, _corosio, all_backends=False, concurrency_hint=1),
+        Impl("asyncio_streams", "asyncio", _asyncio_streams),
+        Impl("uvloop_streams", "uvloop", _asyncio_streams),
     ),
-    sizes={
-        "anchor": {"n": 50_000, "warmup": 1_000},
-        "full": {"n": 5_000, "warmup": 1_000},
-        "quick": {"n": 3_000, "warmup": 500},
-    },
-    run=run,
+    sizes=PINGPONG_SIZES,
+    measure=measure,
     warmup_all=False,
     references={"asyncio": "asyncio_streams", "uvloop": "uvloop_streams"},
 )

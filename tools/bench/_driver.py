@@ -1,23 +1,10 @@
-"""The benchmark harness: workload specs, the per-cell worker and the driver.
+"""The driver: ``python -m tools.bench``.
 
-Vocabulary:
-
-* A *workload* (one module of :mod:`tools.bench`) defines figures, the
-  implementations that run it and one ``run`` function.
-* A *cell* is one (workload, implementation, backend, threads) tuple.  Every
-  run of a cell is a fresh subprocess::
-
-      python -m tools.bench.<module> --impl NAME --backend B --threads N --size full
-
-  that prints exactly one JSON line (see :func:`worker_main`).
-* The driver (:func:`main`) runs one excluded warm-up of every cell, then the
-  timed repetitions interleaved (rep 1 of every cell, then rep 2, ...), and
-  reduces each (cell, figure) to median, min and max.  Results go to
-  ``bench-results/latest.{json,md,png}`` (JSON lines, Markdown, bar chart).
-
-A workload validates what ran (counts, digests) inside the worker and raises
-:class:`ValidationError` on a mismatch: a broken implementation reports an
-error, never a speed.
+It runs one excluded warm-up of every cell, then the timed repetitions
+interleaved (rep 1 of every cell, then rep 2, ...), each run a fresh
+worker process (:mod:`tools.bench._worker`), and reduces each (cell,
+figure) to median, min and max.  Results go to
+``bench-results/latest.{json,md,png}`` (:mod:`tools.bench._report`).
 """
 
 from __future__ import annotations
@@ -25,305 +12,20 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
-import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._spec import COROSIO, PYTHON_VERSION, Cell, Workload
+
 ROOT = Path(__file__).resolve().parents[2]
-PYTHON_VERSION = platform.python_version()
 
-#: Implementation families.  ``corosio_py`` cells run on every backend.
-COROSIO = "corosio_py"
-
-
-class ValidationError(Exception):
-    """What ran does not match what the workload asked for."""
-
-
-def check(condition: bool, message: str) -> None:
-    """Raise :class:`ValidationError` with ``message`` unless ``condition``."""
-    if not condition:
-        raise ValidationError(message)
-
-
-# ---------------------------------------------------------------- specs
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One number a workload reports per run."""
-
-    key: str
-    label: str
-    unit: str
-    higher_is_better: bool = True
-    #: A latency figure also carries per-run p50/p99 (same unit).
-    latency: bool = False
-
-
-@dataclass(frozen=True)
-class Impl:
-    """One implementation of a workload."""
-
-    name: str
-    #: ``corosio_py`` (one cell per backend), ``asyncio``, ``uvloop``,
-    #: ``trio``, ``floor`` or ``threads``.
-    family: str
-    threads: tuple[int, ...] = (1,)
-    #: Part of ``--quick``; ``quick_threads`` narrows the thread counts there.
-    quick: bool = True
-    quick_threads: tuple[int, ...] | None = None
-    #: The backend label recorded for non-corosio implementations.
-    backend: str = "-"
-    #: False: only run when asked for by name (e.g. by tools/bench_tasks.py).
-    suite: bool = True
-    #: corosio_py only.  False: run on the first selected backend only (the
-    #: default one), e.g. a ``concurrency_hint=1`` variant whose point is the
-    #: scheduler, not the reactor.
-    all_backends: bool = True
-
-
-@dataclass(frozen=True)
-class RunArgs:
-    """What a workload's ``run`` function receives in the worker."""
-
-    impl: str
-    #: The corosio_py backend name (None: the default); None for others.
-    backend: str | None
-    threads: int
-    params: Mapping[str, Any]
-
-
-@dataclass
-class Measurement:
-    """What a workload's ``run`` function returns (after validating)."""
-
-    figures: dict[str, float]
-    #: figure key -> (p50, p99), for latency figures.
-    latency: dict[str, tuple[float, float]] = field(default_factory=dict)
-    #: Anything else worth keeping (phase times, counts); recorded as is.
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One (workload, implementation, backend, threads) combination."""
-
-    workload: str
-    impl: str
-    family: str
-    backend: str
-    threads: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.impl}[{self.backend}, {self.threads}t]"
-
-
-def _default_references() -> dict[str, str]:
-    return {"asyncio": "asyncio", "uvloop": "uvloop"}
-
-
-@dataclass(frozen=True)
-class Workload:
-    """A benchmark: its figures, implementations, sizes and run function."""
-
-    name: str
-    title: str
-    figures: tuple[Figure, ...]
-    impls: tuple[Impl, ...]
-    #: ``{"full": {...}, "quick": {...}}``: the parameters of each size.
-    sizes: Mapping[str, Mapping[str, Any]]
-    run: Callable[[RunArgs], Measurement]
-    #: Ratio column -> the implementation whose figure is the reference.
-    references: Mapping[str, str] = field(default_factory=_default_references)
-    #: A figure key: derive "speed-up vs 1 thread" for corosio_py cells.
-    scaling: str | None = None
-    #: Seconds before a run of one cell is killed (full size).
-    timeout: float = 180.0
-    #: Returns why the workload cannot run on this machine (a missing tool),
-    #: or None.  The driver skips it with that message instead of failing.
-    unavailable: Callable[[], str | None] | None = None
-    #: Timed repetitions per cell in the suite when ``--reps`` is not given
-    #: (None: the suite default), for workloads whose runs are long.
-    reps: int | None = None
-    #: False: the warm-up round runs only the first cell (enough to compile
-    #: and import the module; every run is a fresh process anyway).
-    warmup_all: bool = True
-
-    def impl(self, name: str) -> Impl:
-        for impl in self.impls:
-            if impl.name == name:
-                return impl
-        raise KeyError(name)
-
-    def figure(self, key: str) -> Figure:
-        for fig in self.figures:
-            if fig.key == key:
-                return fig
-        raise KeyError(key)
-
-    def cell(self, impl: str, backend: str | None = None, threads: int | None = None) -> Cell:
-        """The cell of implementation ``impl`` (first thread count by default)."""
-        spec = self.impl(impl)
-        name = (backend or spec.backend) if spec.family == COROSIO else spec.backend
-        return Cell(self.name, impl, spec.family, name, threads or spec.threads[0])
-
-    def cells(self, quick: bool, backends: Sequence[str]) -> list[Cell]:
-        """The cells of this workload; ``backends`` for corosio_py cells."""
-        out: list[Cell] = []
-        for impl in self.impls:
-            if not impl.suite or (quick and not impl.quick):
-                continue
-            threads = impl.quick_threads if quick and impl.quick_threads else impl.threads
-            if impl.family != COROSIO:
-                names: Sequence[str] = (impl.backend,)
-            else:
-                names = backends if impl.all_backends else backends[:1]
-            out.extend(
-                Cell(self.name, impl.name, impl.family, backend, n)
-                for backend in names
-                for n in threads
-            )
-        return out
-
-
-# ---------------------------------------------------------------- helpers for workloads
-
-
-def now() -> float:
-    """The benchmark clock (``time.perf_counter``)."""
-    return time.perf_counter()
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """The ``q``-quantile (0..1) of already sorted values (nearest rank)."""
-    if not sorted_values:
-        return math.nan
-    index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return sorted_values[index]
-
-
-def new_event_loop(impl: str) -> Any:
-    """A fresh asyncio event loop: uvloop's when ``impl`` starts with ``uvloop``."""
-    import asyncio
-
-    if impl.startswith("uvloop"):
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    else:
-        loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    return loop
-
-
-def asyncio_backend_label() -> str:
-    """The selector asyncio's default loop uses here (``epoll`` on Linux)."""
-    import selectors
-
-    name = selectors.DefaultSelector.__name__
-    return name.removesuffix("Selector").lower()
-
-
-def trio_backend_label() -> str:
-    """The OS readiness API trio uses here."""
-    if sys.platform.startswith("linux"):
-        return "epoll"
-    if sys.platform == "win32":
-        return "iocp"
-    return "kqueue"
-
-
-def corosio_context(args: RunArgs, *, lockless: bool = False) -> Any:
-    """An ``IOContext`` on ``args.backend`` (``concurrency_hint=1`` if lockless)."""
-    import corosio_py
-
-    hint = 1 if lockless else None
-    return corosio_py.IOContext(concurrency_hint=hint, backend=args.backend)
-
-
-# ---------------------------------------------------------------- the worker
-
-
-def worker_main(workload: Workload, argv: Sequence[str] | None = None) -> None:
-    """Entry point of ``python -m tools.bench.<module>``: run one cell once.
-
-    Prints one JSON line: workload, implementation, backend, threads,
-    python, size, params, ok, and either figures / latency / extra or error.
-    Exits non-zero when the run failed or did not validate.
-    """
-    parser = argparse.ArgumentParser(
-        prog=f"python -m tools.bench.{workload.name}", description=workload.title
-    )
-    parser.add_argument("--impl", required=True, choices=[i.name for i in workload.impls])
-    parser.add_argument("--backend", default=None, help="corosio_py backend (default: best)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--size", choices=sorted(workload.sizes), default="full")
-    parser.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE",
-        help=f"override a parameter; full size: {dict(workload.sizes['full'])}",
-    )
-    ns = parser.parse_args(argv)
-    params = dict(workload.sizes[ns.size])
-    for item in ns.param:
-        key, _, value = item.partition("=")
-        if key not in params:
-            parser.error(f"unknown parameter {key!r}; known: {', '.join(params)}")
-        params[key] = type(params[key])(value)
-    impl = workload.impl(ns.impl)
-    backend: str | None = None
-    if impl.family == COROSIO:
-        import corosio_py
-
-        backend = ns.backend or corosio_py.available_backends()[0]
-    record: dict[str, Any] = {
-        "workload": workload.name,
-        "implementation": impl.name,
-        "backend": backend if backend is not None else impl.backend,
-        "threads": ns.threads,
-        "python": PYTHON_VERSION,
-        "size": ns.size,
-        "params": params,
-    }
-    code = 0
-    try:
-        result = workload.run(RunArgs(impl.name, backend, ns.threads, params))
-        for fig in workload.figures:
-            value = result.figures.get(fig.key)
-            check(
-                value is not None and math.isfinite(value),
-                f"figure {fig.key!r} missing or not finite: {value!r}",
-            )
-        record.update(
-            ok=True,
-            figures=result.figures,
-            latency={k: list(v) for k, v in result.latency.items()},
-            extra=result.extra,
-        )
-    except ValidationError as error:
-        record.update(ok=False, error=f"validation failed: {error}")
-        code = 2
-    except Exception as error:
-        traceback.print_exc()
-        record.update(ok=False, error=f"{type(error).__name__}: {error}")
-        code = 1
-    sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
-    if code:
-        sys.exit(code)
-
-
-# ---------------------------------------------------------------- the driver
 
 
 def run_cell(cell: Cell, size: str, timeout: float, params: Iterable[str] = ()) -> dict[str, Any]:
@@ -383,7 +85,8 @@ def aggregate(
             for fig in workload.figures:
                 values = [float(r["figures"][fig.key]) for r in good]
                 row = _row(workload, cell, fig.key, fig.label, fig.unit,
-                           fig.higher_is_better, values, size=size, warmup=warmup)
+                           fig.higher_is_better, values, size=workload.size(size),
+                           warmup=warmup)
                 row["failures"] = len(records) - len(good)
                 if errors:
                     row["errors"] = errors
@@ -404,7 +107,8 @@ def aggregate(
                     }
                 rows.append(row)
         if workload.scaling:
-            rows.extend(_scaling_rows(workload, cells[workload.name], runs, size, warmup))
+            rows.extend(_scaling_rows(workload, cells[workload.name], runs,
+                                      workload.size(size), warmup))
     return rows
 
 
@@ -531,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--impl", action="append", help="only these implementations")
     parser.add_argument("--backend", action="append",
                         help="corosio_py backends (default: all available; --quick: the default)")
+    parser.add_argument("--size", default=None,
+                        help="a workload size: full (default), quick (--quick) or anchor "
+                        "(the reference measurements; workloads without it run full)")
     parser.add_argument("--reps", type=int, default=None,
                         help="timed repetitions per cell (default 3; --quick 2)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up round")
@@ -541,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import corosio_py
 
-    names = _parse_list(ns.workload) or list(WORKLOADS)
+    names = _parse_list(ns.workload) or [n for n in WORKLOADS if load(n).suite]
     for name in names:
         if name not in WORKLOADS:
             parser.error(f"unknown workload {name!r}; known: {', '.join(WORKLOADS)}")
@@ -559,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if backend not in available:
             parser.error(f"backend {backend!r} not available; available: {available}")
     impl_filter = set(_parse_list(ns.impl))
-    size = "quick" if ns.quick else "full"
+    size = ns.size or ("quick" if ns.quick else "full")
     reps = ns.reps if ns.reps is not None else (2 if ns.quick else 3)
     warmup = 0 if ns.no_warmup else 1
     #: Timed reps of each workload (a workload may ask for fewer than the default).
@@ -571,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cells: dict[str, list[Cell]] = {}
     for workload in workloads:
         selected = [
-            c for c in workload.cells(ns.quick, backends)
+            c for c in workload.cells(ns.quick, backends, named=sorted(impl_filter))
             if not impl_filter or c.impl in impl_filter
         ]
         cells[workload.name] = selected
@@ -607,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for cell in todo:
                 # The warm-up runs at the quick size: it exists to fill the OS
                 # and bytecode caches, not to be measured.
-                record = run_cell(cell, "quick" if is_warmup else size, timeout)
+                record = run_cell(cell, "quick" if is_warmup else workload.size(size), timeout)
                 if not record.get("ok"):
                     failed.append(f"{cell.label}: {record.get('error')}")
                 if not is_warmup:
