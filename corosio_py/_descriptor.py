@@ -271,6 +271,18 @@ class Descriptor(LockedFd):
                 raise closed_error()
             return fn(self.sock, *args)
 
+    def shutdown(self, how: int) -> None:
+        """``shutdown(how)`` on the socket; a no-op once closed.
+
+        It also ends the skipped first attempt of reads (``hup``): a local
+        shutdown brings no readiness edge.
+        """
+        with self.lock:
+            if self.fd < 0:
+                return
+            self.hup = True
+            self.sock.shutdown(how)
+
     def input_empty(self) -> bool:
         """Whether nothing is queued to read right now (``lock`` held, fd open).
 

@@ -54,13 +54,8 @@ class StreamSocket(SocketBase):
         if how not in _SHUTDOWN_KINDS:
             raise ValueError("how must be socket.SHUT_RD, SHUT_WR or SHUT_RDWR")
         desc = self._desc
-        if desc is None:
-            return
-        with desc.lock:
-            if desc.fd < 0:
-                return
-            desc.hup = True  # a local shutdown brings no readiness edge
-            desc.sock.shutdown(how)
+        if desc is not None:
+            desc.shutdown(how)
 
     def read_some(self, buffer: Any, *, stop_token: StopToken | None = None) -> Operation:
         """Awaitable: read into ``buffer``; returns the byte count, 0 at EOF.
