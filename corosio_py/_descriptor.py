@@ -158,6 +158,9 @@ class DescriptorOp(Operation):
     #: Which slot the op uses: the write slot (write, connect) or the read
     #: slot (read, accept).
     write_direction: ClassVar[bool] = False
+    #: Whether the op waits for an error or hang-up only (``wait(ERROR)``):
+    #: level-triggered backends then watch the fd for errors, not reads.
+    errors_only: ClassVar[bool] = False
     #: Whether a socket error reported while the op is parked completes it
     #: with that error.  Readiness waits say no: they complete normally and
     #: leave the error pending for the operation that follows.
@@ -436,7 +439,17 @@ class Descriptor(LockedFd):
         no readiness is cached."""
         with self.lock:
             reads = self.reads
-            return self.fd >= 0 and (reads.op is not None or not reads.ready)
+            if self.fd < 0:
+                return False
+            op = reads.op
+            return not reads.ready if op is None else not op.errors_only
+
+    def wants_error(self) -> bool:
+        """Level-triggered backends: an error wait is parked (it wants
+        errors and hang-ups reported, not readability: see ``_level``)."""
+        with self.lock:
+            op = self.reads.op
+            return self.fd >= 0 and op is not None and op.errors_only
 
     def wants_write(self) -> bool:
         """Level-triggered backends: watch WRITE only while a write or connect

@@ -354,7 +354,10 @@ class FileOp(Operation):
         error: BaseException | None = None
         try:
             result = self.call(fd, *self.args)
-        except Exception as exc:
+        except BaseException as exc:
+            # Whatever the call raised is the operation's outcome: the task
+            # gets it, and the file's user count and the op's unit of work
+            # are settled below either way.
             error = exc
         with file.lock:
             self.state = _DONE

@@ -8,9 +8,10 @@ cached edge matters: an edge left behind by data that a read already drained
 must not complete a wait on an empty socket.
 
 ``ERROR`` waits park in the read slot because every backend reports a socket
-error as readability too (on poll and select the fd is watched for reading
-while the wait is parked, so unread data wakes the reactor each pass until
-the error or a cancel ends the wait).  A wait never consumes the pending
+error as readability too.  poll and select do not watch such an fd for
+reading (unread data would wake every pass) but for errors only
+(``Descriptor.wants_error``; select reports it every
+``ERROR_POLL_INTERVAL``, poll when POLLERR/POLLHUP arrives).  A wait never consumes the pending
 error (``SO_ERROR``): the operation after it reports it.
 """
 
@@ -104,6 +105,14 @@ class _WriteWaitOp(_WaitOp):
     write_direction = True
 
 
+class _ErrorWaitOp(_WaitOp):
+    """An error wait, parked in the read slot but watched for errors only."""
+
+    __slots__ = ()
+
+    errors_only = True
+
+
 def wait_op(desc: Descriptor, kind: object, stop_token: StopToken | None) -> DescriptorOp:
     """The operation for ``await obj.wait(kind)`` on ``desc``.
 
@@ -113,4 +122,6 @@ def wait_op(desc: Descriptor, kind: object, stop_token: StopToken | None) -> Des
         raise TypeError(f"kind must be a corosio_py.WaitType, not {type(kind).__name__}")
     if kind is WaitType.WRITE:
         return _WriteWaitOp(desc, kind, stop_token)
+    if kind is WaitType.ERROR:
+        return _ErrorWaitOp(desc, kind, stop_token)
     return _WaitOp(desc, kind, stop_token)

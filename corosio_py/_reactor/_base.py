@@ -67,8 +67,8 @@ def has_epoll() -> bool:
 class ReadinessTarget(Protocol):
     """What a reactor reports readiness to: one per registered descriptor.
 
-    Only the level-triggered backends call these two methods, at the start of
-    every pass and without any scheduler lock held; the answers are hints that
+    Only the level-triggered backends call the ``wants_*`` methods, at the
+    start of every pass and without any scheduler lock held; the answers are hints that
     must err on the side of "yes" (a spurious report is harmless, a missed one
     is a lost wake-up).
     """
@@ -79,6 +79,11 @@ class ReadinessTarget(Protocol):
 
     def wants_write(self) -> bool:
         """Whether the reactor should watch this descriptor for writing."""
+        ...
+
+    def wants_error(self) -> bool:
+        """Whether, wanting neither direction, it should still be watched
+        for errors and hang-ups (a parked ``wait(WaitType.ERROR)``)."""
         ...
 
     def on_ready(self, bits: int, out: deque[Callable[[], object]]) -> None:

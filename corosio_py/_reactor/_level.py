@@ -14,7 +14,12 @@ What this means for corosio_py
 * Edge triggering is emulated: every pass asks each target
   ``wants_read()``/``wants_write()`` and watches only those directions; a
   target that wants neither is left out of the pass entirely, so a hung-up
-  socket nobody waits on cannot make the reactor spin.  The targets are
+  socket nobody waits on cannot make the reactor spin.  A target that wants
+  neither but ``wants_error()`` (an error wait: watching it for reading
+  would spin on unread data) is watched for errors only: poll asks for no
+  events and still hears of POLLERR/POLLHUP; select cannot see a socket
+  error except as readability, so it reports such a target every
+  ``ERROR_POLL_INTERVAL`` for the waiting operation to probe.  The targets are
   asked without any lock held: the map is copied under the lock first.
 * Known limit: a pass costs time in the number of registered targets, busy
   or not (every one is asked, and the OS scans every watched fd).  epoll and
@@ -35,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 from ._base import ReactorBase, ReadinessTarget, os_wait_timeout
-from ._bits import READ, WRITE
+from ._bits import ERROR, READ, WRITE
 from ._wake import PipeWaker
 
 #: The watch set when no pass is in progress.
@@ -129,6 +134,8 @@ class LevelTriggeredReactor(ReactorBase):
         for fd, target in snapshot:
             # Called without the lock: a target may take its own locks here.
             bits = (READ if target.wants_read() else 0) | (WRITE if target.wants_write() else 0)
+            if not bits and target.wants_error():
+                bits = ERROR
             if bits:
                 watch[fd] = bits
         with self._lock:

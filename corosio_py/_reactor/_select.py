@@ -25,6 +25,11 @@ What this means for corosio_py
   and closed after the snapshot, and the next pass rebuilds the sets
   without it.
 * Every watched fd is also in the exceptional set, reported as ERROR.
+* An fd watched for errors only (see :mod:`._level`) is in no set but the
+  exceptional one, which does not carry socket errors: while there is one,
+  a pass lasts at most ``ERROR_POLL_INTERVAL`` and reports it with READ, so
+  its error wait probes the fd (no spin on unread data; an error is seen
+  within that interval).
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from ._level import LevelTriggeredReactor
 
 #: ``FD_SETSIZE`` on Linux and macOS (CPython does not export it).
 _FD_SETSIZE: Final = 1024
+
+#: How often fds watched for errors only are reported (seconds).
+ERROR_POLL_INTERVAL: Final = 0.05
 
 
 @final
@@ -55,6 +63,9 @@ class SelectReactor(LevelTriggeredReactor):
     def _os_wait(self, watch: dict[int, int], timeout: float | None) -> Iterable[tuple[int, int]]:
         readers = [fd for fd, bits in watch.items() if bits & READ]
         writers = [fd for fd, bits in watch.items() if bits & WRITE]
+        errors_only = [fd for fd, bits in watch.items() if bits == ERROR]
+        if errors_only and (timeout is None or timeout > ERROR_POLL_INTERVAL):
+            timeout = ERROR_POLL_INTERVAL
         try:
             rset, wset, xset = select.select(readers, writers, list(watch), timeout)
         except OSError as exc:
@@ -62,7 +73,7 @@ class SelectReactor(LevelTriggeredReactor):
                 return []
             raise
         bits_by_fd: dict[int, int] = {}
-        for fds, bit in ((rset, READ), (wset, WRITE), (xset, ERROR)):
+        for fds, bit in ((rset, READ), (wset, WRITE), (xset, ERROR), (errors_only, READ)):
             for fd in fds:
                 bits_by_fd[fd] = bits_by_fd.get(fd, 0) | bit
         return bits_by_fd.items()

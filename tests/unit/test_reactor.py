@@ -16,6 +16,7 @@ import math
 import os
 import select
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -36,6 +37,7 @@ from corosio_py._reactor import (
     create_reactor,
     default_backend,
 )
+from corosio_py._reactor._select import ERROR_POLL_INTERVAL
 from tests.unit.limits import JOIN, LONG, PROMPT
 from tests.unit.thread_helpers import start
 
@@ -52,15 +54,19 @@ Events = list[tuple[ReadinessTarget, int]]
 class Target:
     """A readiness target whose interest the test sets directly."""
 
-    def __init__(self, read: bool = True, write: bool = True) -> None:
+    def __init__(self, read: bool = True, write: bool = True, error: bool = False) -> None:
         self.read = read
         self.write = write
+        self.error = error
 
     def wants_read(self) -> bool:
         return self.read
 
     def wants_write(self) -> bool:
         return self.write
+
+    def wants_error(self) -> bool:
+        return self.error
 
     def on_ready(self, bits: int, out: deque[Callable[[], object]]) -> None:
         raise AssertionError("reactors never call on_ready")
@@ -441,6 +447,30 @@ def test_timeouts_are_honoured(reactor: Reactor, pair: tuple[socket.socket, sock
 
 
 # -- level-triggered specifics -------------------------------------------------
+
+
+def test_level_error_only_interest_ignores_unread_data_and_sees_a_reset(
+    level_reactor: Reactor, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    a, b = pair
+    a.send(b"unread")
+    target = Target(read=False, write=False, error=True)
+    level_reactor.register(b.fileno(), target)
+    if level_reactor.name == "poll":
+        settle(level_reactor)
+    else:
+        level_reactor.wait(0)  # the registration's wake-up (select never goes quiet here)
+    # Readable all along, but only errors are wanted: poll reports nothing,
+    # select reports the fd no more often than its error-poll interval.
+    events, elapsed = timed_wait(level_reactor, 0.2)
+    if level_reactor.name == "poll":
+        assert bits_for(events, target) == 0
+        assert elapsed >= 0.2 - EARLY
+    else:
+        assert elapsed >= ERROR_POLL_INTERVAL - EARLY
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    a.close()  # RST
+    assert wait_until(level_reactor, target, READ) & READ
 
 
 def test_level_interest_changed_interrupts_and_rebuilds(

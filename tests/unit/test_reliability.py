@@ -463,6 +463,9 @@ class _FailingTarget:
     def wants_write(self) -> bool:
         return False
 
+    def wants_error(self) -> bool:
+        return False
+
     def on_ready(self, bits: int, out: deque[Callable[[], object]]) -> None:
         if bits & READ and not self.raised:
             self.raised += 1

@@ -609,3 +609,35 @@ def test_reads_on_many_threads(make_ctx: Callable[..., IOContext], tmp_path: Pat
     for f in files:
         f.close()
     assert threading.active_count() < 100
+
+
+class _NotAnError(BaseException):
+    """Raised by the system call below: not an ``Exception``."""
+
+
+def test_a_base_exception_from_the_helper_call_reaches_the_task(
+    make_ctx: Callable[..., IOContext], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper thread delivers whatever its call raised: the operation
+    completes (no hang), the file's user count is settled (close works)."""
+
+    def failing_write(fd: int, data: object) -> int:
+        raise _NotAnError("from the helper thread")
+
+    monkeypatch.setattr("corosio_py._files._write", failing_write)
+    ctx = make_ctx()
+    f = StreamFile(ctx)
+    f.open(tmp_path / "out", "w")
+
+    async def main() -> str:
+        try:
+            await f.write_some(b"data")
+        except _NotAnError as error:
+            return str(error)
+        finally:
+            f.close()
+        return "no error"
+
+    task = spawn(ctx, main())
+    ctx.run()
+    assert task.result() == "from the helper thread"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -183,6 +184,36 @@ def test_wait_error_on_reset_leaves_the_error_for_the_read(backend: str) -> None
             b.close()
 
     run(backend, main)
+
+
+def test_wait_error_with_unread_data_does_not_spin(backend: str) -> None:
+    """An error wait on a socket with unread data: the reactor must not wake
+    every pass for the readability nobody waits for (on poll/select it once
+    watched the fd for reading and spun), and the error still ends it."""
+
+    async def main() -> float:
+        ctx = context()
+        a, b = socket_pair(ctx)
+        try:
+            await a.write_all(b"unread by b")  # b stays readable throughout
+            task = cio.spawn(ctx, wrap(b.wait(WaitType.ERROR)))
+            await parked(b)
+            before = time.process_time()
+            await cio.sleep(0.3)  # the only other work: a spinning reactor shows here
+            used = time.process_time() - before
+            assert not task.done()
+            a.linger = (True, 0)
+            a.close()  # RST: the wait completes
+            await task
+            return used
+        finally:
+            a.close()
+            b.close()
+
+    used = run(backend, main)
+    # A spinning reactor burns about the whole 0.3 s; an idle one almost
+    # nothing (select probes every ERROR_POLL_INTERVAL).
+    assert used < 0.15, f"{used:.3f} s of CPU while one error wait was parked"
 
 
 def test_wait_on_local_stream_and_misuse(backend: str) -> None:
