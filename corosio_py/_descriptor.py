@@ -183,7 +183,61 @@ class DescriptorOp(Operation):
         return False
 
     def start(self, task: Task[Any]) -> object:
-        return self.desc.start(self, task)
+        """Initiate the op for ``task`` on ``desc`` (the task driver holds
+        the task lock).
+
+        Speculative system call first; on would-block, a readiness edge
+        cached meanwhile gets one retry, else the op parks -- all in one
+        hold of the lock, so no cancel or close can slip in between.  The
+        op's unit of work is counted before the op becomes visible (a
+        reactor on another thread may complete it at once); that usually
+        draws on the running frame's reserve, and when it takes the
+        scheduler lock the order (descriptor, then scheduler) is the
+        documented one.
+        """
+        desc = self.desc
+        slot = desc.writes if self.write_direction else desc.reads
+        consumed = False
+        lock = desc.lock
+        lock.acquire()  # not ``with``: a hot path (docs/concurrency.md)
+        try:
+            if desc.fd < 0:
+                raise closed_error()
+            if slot.op is not None:
+                raise RuntimeError(slot.busy_error)
+            result = WOULD_BLOCK if self.may_skip_attempt() else self.attempt()
+            if result is WOULD_BLOCK:
+                if slot.ready:
+                    slot.ready = False
+                    consumed = True
+                    result = self.attempt()
+            elif desc.edge:
+                # Edge-triggered: the cached edge is stale now (the next park
+                # would retry in vain).  Level-triggered: keep it, clearing
+                # it would have to wake the reactor to watch the fd again.
+                slot.ready = False
+            if result is WOULD_BLOCK:
+                if not slot.watched:
+                    # Before parking: a refusal fails the op, nothing parked.
+                    desc.reactor.watch_writes(desc.fd)
+                    slot.watched = True
+                desc.sched.work_started()
+                self.task = task
+                slot.op = self
+        finally:
+            lock.release()
+        if desc.edge:
+            return PENDING if result is WOULD_BLOCK else result
+        if result is WOULD_BLOCK:
+            if slot.write or consumed:
+                # poll/select watch a direction only on demand: a parked write
+                # always adds WRITE; a read adds READ back only when the cached
+                # flag was consumed (the fd was left out of the pass until now).
+                desc.reactor.interest_changed()
+            return PENDING
+        if consumed and not slot.write:
+            desc.reactor.interest_changed()  # reads.ready went False: watch again
+        return result
 
     def cancel(self, task: Task[Any]) -> bool:
         # ``task`` is written when the op parks, under the task lock that the
@@ -301,61 +355,6 @@ class Descriptor(LockedFd):
         return not probe.poll(0)
 
     # ---------------------------------------------------------- initiation
-
-    def start(self, op: DescriptorOp, task: Task[Any]) -> object:
-        """Initiate ``op`` for ``task`` (the task driver holds the task lock).
-
-        Speculative system call first; on would-block, a readiness edge
-        cached meanwhile gets one retry, else the op parks -- all in one
-        hold of the lock, so no cancel or close can slip in between.  The
-        op's unit of work is counted before the op becomes visible (a
-        reactor on another thread may complete it at once); that usually
-        draws on the running frame's reserve, and when it takes the
-        scheduler lock the order (descriptor, then scheduler) is the
-        documented one.
-        """
-        slot = self.writes if op.write_direction else self.reads
-        consumed = False
-        lock = self.lock
-        lock.acquire()  # not ``with``: a hot path (docs/concurrency.md)
-        try:
-            if self.fd < 0:
-                raise closed_error()
-            if slot.op is not None:
-                raise RuntimeError(slot.busy_error)
-            result = WOULD_BLOCK if op.may_skip_attempt() else op.attempt()
-            if result is WOULD_BLOCK:
-                if slot.ready:
-                    slot.ready = False
-                    consumed = True
-                    result = op.attempt()
-            elif self.edge:
-                # Edge-triggered: the cached edge is stale now (the next park
-                # would retry in vain).  Level-triggered: keep it, clearing
-                # it would have to wake the reactor to watch the fd again.
-                slot.ready = False
-            if result is WOULD_BLOCK:
-                if not slot.watched:
-                    # Before parking: a refusal fails the op, nothing parked.
-                    self.reactor.watch_writes(self.fd)
-                    slot.watched = True
-                self.sched.work_started()
-                op.task = task
-                slot.op = op
-        finally:
-            lock.release()
-        if self.edge:
-            return PENDING if result is WOULD_BLOCK else result
-        if result is WOULD_BLOCK:
-            if slot.write or consumed:
-                # poll/select watch a direction only on demand: a parked write
-                # always adds WRITE; a read adds READ back only when the cached
-                # flag was consumed (the fd was left out of the pass until now).
-                self.reactor.interest_changed()
-            return PENDING
-        if consumed and not slot.write:
-            self.reactor.interest_changed()  # reads.ready went False: watch again
-        return result
 
     # ---------------------------------------------------------- cancellation
 

@@ -100,7 +100,7 @@ class _Connect(ConnectOp):
         if desc is None or not desc.is_open:
             desc = self.owner._open(self.family)
         self.desc = desc
-        return desc.start(self, task)
+        return super().start(task)
 
 
 class SocketBase(DescriptorHandle):

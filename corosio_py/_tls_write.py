@@ -87,7 +87,7 @@ class SealedWrite(WriteOp):
         finally:
             lock.release()
         self.data = records
-        return self.desc.start(self, task)
+        return super().start(task)
 
     def attempt(self) -> object:
         data = self.data

@@ -22,7 +22,7 @@ import pytest
 
 import corosio_py
 from corosio_py import Endpoint, IOContext, TCPAcceptor, TCPSocket
-from corosio_py._descriptor import Descriptor
+from corosio_py._descriptor import DescriptorOp
 from corosio_py._ops import PENDING
 from corosio_py.testing import socket_pair
 from tests.unit.tcp_helpers import (
@@ -412,15 +412,15 @@ def test_write_eagain_parks_and_resumes(backend: str, monkeypatch: pytest.Monkey
     """
     total = 256 * 1024
     parks: list[bool] = []
-    real_start = Descriptor.start
+    real_start = DescriptorOp.start
 
-    def counting_start(self: Descriptor, op: Any, task: Any) -> object:
-        result = real_start(self, op, task)
+    def counting_start(self: DescriptorOp, task: Any) -> object:
+        result = real_start(self, task)
         if result is PENDING:
-            parks.append(op.write_direction)
+            parks.append(self.write_direction)
         return result
 
-    monkeypatch.setattr(Descriptor, "start", counting_start)
+    monkeypatch.setattr(DescriptorOp, "start", counting_start)
 
     async def main() -> None:
         ctx = context()
