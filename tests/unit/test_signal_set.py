@@ -366,6 +366,7 @@ def test_close_cancels_waiters(make_ctx: Callable[..., IOContext], handlers: Any
     assert signal.getsignal(USR2) is handlers[USR2]
 
 
+@pytest.mark.leaves_work_for_close("close() cancels a parked signal wait and closes the set")
 def test_context_close_releases_everything(
     make_ctx: Callable[..., IOContext], handlers: Any, hint: Any
 ) -> None:

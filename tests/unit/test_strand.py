@@ -243,6 +243,7 @@ def test_closed_context_refuses(make_ctx: Callable[..., cp.IOContext]) -> None:
     ctx = make_ctx()
     strand = cp.Strand(ctx)
     strand.post(lambda: None)
+    assert ctx.run() == 1
     ctx.close()
     with pytest.raises(RuntimeError):
         strand.post(lambda: None)
@@ -319,6 +320,7 @@ async def _current_is(ex: cp.Executor) -> bool:
     return cp.current_executor() == ex
 
 
+@pytest.mark.leaves_work_for_close("close() cancels a strand task waiting on a timer")
 def test_strand_task_cancel_and_close(make_ctx: Callable[..., cp.IOContext]) -> None:
     ctx = make_ctx()
     strand = cp.Strand(ctx)

@@ -531,6 +531,7 @@ def _fd_open(fd: int, path: Path) -> bool:
         return False
 
 
+@pytest.mark.leaves_work_for_close("close() abandons a running read and closes the file")
 def test_context_close_abandons_and_closes(
     make_ctx: Callable[..., IOContext], tmp_path: Path, hint: int | None
 ) -> None:
