@@ -108,11 +108,13 @@ def test_concurrent_posts_from_plain_threads(make_ctx: Callable[..., cp.IOContex
     strand = cp.Strand(ctx)
     probe = OverlapProbe()
     per_thread = 100
+
+    def post_all(base: int) -> None:
+        for j in range(per_thread):
+            strand.post(probe, base + j)
+
     with served(ctx, THREADS):
-        posters = [
-            start(lambda base: [strand.post(probe, base + j) for j in range(per_thread)], k * 1000)
-            for k in range(THREADS)
-        ]
+        posters = [start(post_all, k * 1000) for k in range(THREADS)]
         for poster in posters:
             poster.finish()
         deadline = time.monotonic() + PROMPT

@@ -558,9 +558,9 @@ def test_cached_read_needs_no_helper_thread(
     """Where the platform has RWF_NOWAIT, data in the page cache is read on
     the spot (no hand-off); otherwise, and for writes, a helper thread runs it."""
     from corosio_py import _fileio
+    from corosio_py._workers import submit as real_submit
 
     submitted: list[object] = []
-    real_submit = _fileio.submit
 
     def counting_submit(job: Callable[[], object]) -> None:
         submitted.append(job)
@@ -593,7 +593,7 @@ def test_reads_on_many_threads(make_ctx: Callable[..., IOContext], tmp_path: Pat
         files.append(f)
 
     async def read_all(f: StreamFile) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             buf = bytearray(4096)
             n = await f.read_some(buf)
