@@ -106,7 +106,7 @@ def all_helpers_busy(ctx: IOContext, tmp_path: Path) -> Iterator[Callable[[], No
             files.append(file)
 
             async def read(f: StreamFile = file) -> int:
-                return await f.read_some(bytearray(1))  # type: ignore[no-any-return]
+                return await f.read_some(bytearray(1))
 
             tasks.append(spawn(ctx, read()))
         released = False

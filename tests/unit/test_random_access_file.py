@@ -137,7 +137,7 @@ def test_concurrent_operations(
 
 
 async def _write(f: RandomAccessFile, offset: int, data: bytes) -> int:
-    return await f.write_some_at(offset, data)  # type: ignore[no-any-return]
+    return await f.write_some_at(offset, data)
 
 
 def test_cancel_many_in_flight(

@@ -57,7 +57,7 @@ def test_bad_arguments(make_ctx: Callable[..., cp.IOContext]) -> None:
     with pytest.raises(TypeError):
         cp.Strand(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        cp.Strand(cp.Strand(ctx))  # type: ignore[arg-type]
+        cp.Strand(cp.Strand(ctx))
     strand = cp.Strand(ctx)
     with pytest.raises(TypeError):
         strand.post(42)  # type: ignore[arg-type]
