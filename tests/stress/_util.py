@@ -429,7 +429,7 @@ def close_context(ctx: IOContext, timeout: float = 10.0) -> None:
             raise AssertionError(
                 f"IOContext.close() did not return within {timeout:.0f}s "
                 f"(outstanding={ctx._sched.outstanding()}, "
-                f"reactor pass running={ctx._sched._reactor_running})"
+                f"reactor pass running={getattr(ctx._sched, '_reactor_running', 'n/a')})"
             )
 
 

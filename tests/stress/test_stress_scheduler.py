@@ -19,6 +19,7 @@ import pytest
 import corosio_py
 from corosio_py import IOContext
 from corosio_py._scheduler import REACTOR_SENTINEL
+from corosio_py._threaded import ThreadedScheduler
 from tests.stress._util import (
     SWITCH_INTERVALS,
     Stress,
@@ -738,6 +739,8 @@ FAULT_ROUNDS = 400
 def _reactor_state(ctx: IOContext) -> str:
     """Diagnostics: who holds the reactor role (private scheduler state)."""
     sched = ctx._sched
+    if not isinstance(sched, ThreadedScheduler):
+        return f"{type(sched).__name__}: no shared reactor role"
     with sched._lock:
         queued = any(h is REACTOR_SENTINEL for h in sched._queue)
         return (
@@ -856,18 +859,19 @@ def _fault_phase(
             for a, b in pairs:
                 tasks.append(corosio_py.spawn(ctx, pinger(a, b, rng.randint(1, 8))))
             tasks.extend(corosio_py.spawn(ctx, sleeper(rng.randint(1, 4))) for _ in range(12))
-            wait_for(
-                st,
-                lambda tasks=tasks: all(t.done() for t in tasks),
-                lambda r=r, tasks=tasks: (
+
+            def round_done(tasks: list[corosio_py.Task[int]] = tasks) -> bool:
+                return all(t.done() for t in tasks)
+
+            def round_state(r: int = r, tasks: list[corosio_py.Task[int]] = tasks) -> str:
+                return (
                     f"round {r}: tasks to finish with reactor faults (debug={debug}, "
                     f"rate={rate}, injected={stats['injected']}, caught={caught[0]}, "
                     f"unfinished={sum(not t.done() for t in tasks)}, "
                     f"outstanding={ctx._sched.outstanding()}, {_reactor_state(ctx)})"
-                ),
-                timeout=ROUND_TIMEOUT,
-                abort=runners.gone,
-            )
+                )
+
+            wait_for(st, round_done, round_state, timeout=ROUND_TIMEOUT, abort=runners.gone)
             for t in tasks:
                 t.result()
             for a, b in pairs:

@@ -95,7 +95,8 @@ def fifo(tmp_path: Path, name: str = "fifo") -> Iterator[Fifo]:
 @contextmanager
 def all_helpers_busy(ctx: IOContext, tmp_path: Path) -> Iterator[Callable[[], None]]:
     """Hold every helper thread in a FIFO read; yields a function that lets
-    them go (also called on exit).  Meanwhile a new file operation stays queued."""
+    them go (also called on exit, which then runs ``ctx`` until those reads
+    finished).  Meanwhile a new file operation stays queued."""
     pipes = [Fifo(tmp_path / f"busy{i}") for i in range(MAX_THREADS)]
     files = []
     tasks = []
@@ -105,7 +106,7 @@ def all_helpers_busy(ctx: IOContext, tmp_path: Path) -> Iterator[Callable[[], No
             files.append(file)
 
             async def read(f: StreamFile = file) -> int:
-                return await f.read_some(bytearray(1))  # type: ignore[no-any-return]
+                return await f.read_some(bytearray(1))
 
             tasks.append(spawn(ctx, read()))
         released = False
@@ -125,6 +126,14 @@ def all_helpers_busy(ctx: IOContext, tmp_path: Path) -> Iterator[Callable[[], No
             yield release
         finally:
             release()
+            # The released reads finish on the context: the test leaves no
+            # work behind for IOContext.close().
+            deadline = time.monotonic() + PATIENCE
+            while not all(task.done() for task in tasks):
+                assert time.monotonic() < deadline, "the held reads never finished"
+                ctx.run_for(0.001)
+            if ctx.stopped():
+                ctx.restart()  # run_for() ran out of work: the test may run ctx again
     finally:
         for file in files:
             file.close()

@@ -1,4 +1,5 @@
-"""Helpers shared by the TCP unit tests (test_socket, test_acceptor, ...)."""
+"""Helpers shared by the socket unit tests (test_socket, test_acceptor,
+test_local_socket, ...)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import corosio_py
-from corosio_py import IOContext, Task, TCPAcceptor, TCPSocket
+from corosio_py import (
+    IOContext,
+    LocalDatagramSocket,
+    LocalStreamSocket,
+    Task,
+    TCPSocket,
+    local_socket_pair,
+)
+from corosio_py._handle import DescriptorHandle
 from tests.unit.limits import PATIENCE
 
 T = TypeVar("T")
@@ -53,7 +62,21 @@ def has_ipv6_loopback() -> bool:
     return True
 
 
-def _parked(obj: TCPSocket | TCPAcceptor, write: bool) -> bool:
+def stream_pair(ctx: IOContext) -> tuple[LocalStreamSocket, LocalStreamSocket]:
+    """``local_socket_pair(ctx)``, typed as the stream sockets it returns."""
+    a, b = local_socket_pair(ctx)
+    assert isinstance(a, LocalStreamSocket) and isinstance(b, LocalStreamSocket)
+    return a, b
+
+
+def datagram_pair(ctx: IOContext) -> tuple[LocalDatagramSocket, LocalDatagramSocket]:
+    """``local_socket_pair(ctx, SOCK_DGRAM)``, typed as the datagram sockets it returns."""
+    a, b = local_socket_pair(ctx, socket.SOCK_DGRAM)
+    assert isinstance(a, LocalDatagramSocket) and isinstance(b, LocalDatagramSocket)
+    return a, b
+
+
+def _parked(obj: DescriptorHandle, write: bool) -> bool:
     desc = obj._desc
     if desc is None:
         return False
@@ -71,7 +94,7 @@ async def until(condition: Callable[[], bool], what: str = "condition") -> None:
 
 
 async def parked(
-    obj: TCPSocket | TCPAcceptor, *, write: bool = False, task: Task[Any] | None = None
+    obj: DescriptorHandle, *, write: bool = False, task: Task[Any] | None = None
 ) -> None:
     """Wait until ``obj`` has an operation parked in the read (or write) slot
     (or, when given, until ``task`` is done: its operation did not park).

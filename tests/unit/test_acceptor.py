@@ -18,6 +18,7 @@ import textwrap
 from collections import deque
 from collections.abc import Callable
 from ipaddress import IPv4Address
+from typing import Any, cast
 
 import pytest
 
@@ -224,7 +225,9 @@ def test_multiple_acceptors(backend: str) -> None:
         async def connect(sock: TCPSocket, acc: TCPAcceptor) -> None:
             await sock.connect(acc.local_endpoint())
 
-        tasks = [corosio_py.spawn(ctx, accept(acc)) for acc in acceptors]
+        tasks: list[corosio_py.Task[Any]] = [
+            corosio_py.spawn(ctx, accept(acc)) for acc in acceptors
+        ]
         pairs = zip(clients, acceptors, strict=True)
         tasks += [corosio_py.spawn(ctx, connect(c, a)) for c, a in pairs]
         results = await corosio_py.gather(*tasks)
@@ -380,7 +383,7 @@ def test_context_close_closes_an_accepted_socket_not_yet_delivered(backend: str)
         if out:
             break
     assert out, "the accept did not complete"
-    conn, _ = task._value  # type: ignore[misc]
+    conn, _ = cast(tuple[socket.socket, Any], task._value)  # the raw accepted (socket, address)
     ctx.close()
     assert task.cancelled()
     leaked = conn.fileno() != -1

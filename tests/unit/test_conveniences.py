@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import warnings
+from types import TracebackType
 from typing import Any
 
 import pytest
@@ -41,9 +42,14 @@ class NoUnawaited:
         warnings.simplefilter("always")
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         gc.collect()
-        self._catcher.__exit__(*exc)
+        self._catcher.__exit__(exc_type, exc, tb)
         unawaited = [w for w in self.caught if "never awaited" in str(w.message)]
         assert not unawaited, unawaited
 
@@ -519,7 +525,7 @@ def test_create_task_failure_cancels_the_group(backend: str) -> None:
     async def main() -> None:
         with pytest.raises(ExceptionGroup) as info:
             async with cp.TaskGroup() as tg:
-                slow = tg.create_task(cp.sleep(LONG))
+                slow = tg.create_task(value_after(None, LONG))
                 tg.create_task(raise_after(KeyError("k"), 0.001))
         assert [type(e) for e in info.value.exceptions] == [KeyError]
         assert slow.cancelled()

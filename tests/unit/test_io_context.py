@@ -369,6 +369,7 @@ def test_multithreaded_notify_and_wait_for(make_ctx: Callable[..., IOContext]) -
     assert ctx.stopped()
 
 
+@pytest.mark.leaves_work_for_close("close() closes the frames of tasks whose resumption is queued")
 @HINTS
 def test_shutdown_destroys_posted_coroutine_frames(
     make_ctx: Callable[..., IOContext], hint: int | None
@@ -404,6 +405,7 @@ def test_shutdown_destroys_posted_coroutine_frames(
             task.result()
 
 
+@pytest.mark.leaves_work_for_close("close() closes the frames of tasks that never started")
 @HINTS
 def test_shutdown_destroys_never_started_coroutine_frames(
     make_ctx: Callable[..., IOContext], hint: int | None
@@ -443,6 +445,7 @@ def test_shutdown_destroys_never_started_coroutine_frames(
             task.result()
 
 
+@pytest.mark.leaves_work_for_close("close() closes tasks waiting on timers")
 @HINTS
 def test_shutdown_destroys_timer_waiters(
     make_ctx: Callable[..., IOContext], hint: int | None
@@ -751,6 +754,7 @@ def test_backend_property_is_the_requested_name(backend: str, hint: int | None) 
 # close()
 
 
+@pytest.mark.leaves_work_for_close("close() discards a queued function")
 @HINTS
 def test_close_is_idempotent_and_final(
     make_ctx: Callable[..., IOContext], hint: int | None
@@ -795,6 +799,7 @@ def test_with_statement_closes(backend: str, hint: int | None) -> None:
     assert ctx.run() == 0
 
 
+@pytest.mark.leaves_work_for_close("close() wakes threads a work guard keeps in run()")
 def test_close_wakes_threads_in_run(make_ctx: Callable[..., IOContext]) -> None:
     ctx = make_ctx()
     guard = ctx.work_guard()
@@ -869,7 +874,7 @@ def test_poll_never_blocks(make_ctx: Callable[..., IOContext]) -> None:
     async def sleeper() -> None:
         await corosio_py.sleep(3600.0)
 
-    corosio_py.spawn(ctx, sleeper())
+    task = corosio_py.spawn(ctx, sleeper())
     assert ctx.poll() == 1  # the task ran up to its sleep
     t0 = time.monotonic()
     for _ in range(20):
@@ -877,6 +882,9 @@ def test_poll_never_blocks(make_ctx: Callable[..., IOContext]) -> None:
         assert ctx.poll_one() == 0
     assert time.monotonic() - t0 < PROMPT
     assert not ctx.stopped()
+    task.cancel()
+    ctx.run()
+    assert task.cancelled()
 
 
 # --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from corosio_py import (
     StopSource,
     local_socket_pair,
 )
-from tests.unit.tcp_helpers import context, parked, run, wrap
+from tests.unit.tcp_helpers import context, datagram_pair, parked, run, stream_pair, wrap
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 
@@ -260,7 +260,7 @@ def test_accept_cancelled_leaves_connection_in_backlog(backend: str, path: str) 
 def test_send_and_receive_descriptors(backend: str) -> None:
     async def main() -> bytes:
         ctx = context()
-        a, b = local_socket_pair(ctx)
+        a, b = stream_pair(ctx)
         r, w = os.pipe()
         try:
             assert await a.send_fds(b"F", [w]) == 1
@@ -282,7 +282,7 @@ def test_send_and_receive_descriptors(backend: str) -> None:
 
 def test_descriptor_arguments(backend: str) -> None:
     async def main() -> None:
-        a, b = local_socket_pair(context())
+        a, b = stream_pair(context())
         try:
             with pytest.raises(ValueError):
                 await a.send_fds(b"", [0])
@@ -375,7 +375,7 @@ def test_datagram_send_to_recv_from(backend: str, tmp_path: Any) -> None:
 
 def test_datagram_pair_boundaries_truncation_and_no_read_exactly(backend: str) -> None:
     async def main() -> list[Any]:
-        a, b = local_socket_pair(context(), socket.SOCK_DGRAM)
+        a, b = datagram_pair(context())
         try:
             assert isinstance(a, LocalDatagramSocket)
             assert not hasattr(a, "read_exactly")
@@ -464,7 +464,7 @@ def test_cancel_versus_completion_race_on_pair(backend: str) -> None:
 
     async def main() -> bytes:
         ctx = context()
-        a, b = local_socket_pair(ctx)
+        a, b = stream_pair(ctx)
         got = bytearray()
         buf = bytearray(1)
         try:
@@ -497,7 +497,7 @@ def test_cancel_versus_completion_race_on_pair(backend: str) -> None:
 def test_close_cancels_parked_read_on_pair(backend: str) -> None:
     async def main() -> None:
         ctx = context()
-        a, b = local_socket_pair(ctx)
+        a, b = stream_pair(ctx)
         task = cio.spawn(ctx, wrap(b.read_some(bytearray(1))))
         await parked(b)
         b.close()

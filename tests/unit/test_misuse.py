@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import socket
 import warnings
 from collections.abc import Awaitable, Callable
@@ -258,7 +259,7 @@ def test_run_with_bad_threads_closes_the_coroutine(
         warnings.simplefilter("always")
         with pytest.raises(error):
             cio.run(coro, threads=threads, backend=backend)
-        assert coro.cr_frame is None  # closed
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
         del coro
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]

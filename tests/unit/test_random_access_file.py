@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from corosio_py import Cancelled, IOContext, RandomAccessFile, StopSource, spawn
+from corosio_py import Cancelled, IOContext, RandomAccessFile, StopSource, Task, spawn
 from tests.unit.file_helpers import all_helpers_busy, run_main, write_file
 from tests.unit.thread_helpers import start
 
@@ -125,7 +125,10 @@ def test_concurrent_operations(
         letters = (b"W", b"X", b"Y", b"Z")
         writes = [spawn(ctx, _write(f, i * 4, ch * 4)) for i, ch in enumerate(letters)]
         assert [await t for t in writes] == [4] * 4
-        both = [spawn(ctx, read_at(f, 396, 4)), spawn(ctx, _write(f, 12, b"ZZZZ"))]
+        both: list[Task[bytes | int]] = [
+            spawn(ctx, read_at(f, 396, 4)),
+            spawn(ctx, _write(f, 12, b"ZZZZ")),
+        ]
         assert [await t for t in both] == [blocks[99], 4]
 
     run_main(ctx, main())
@@ -134,7 +137,7 @@ def test_concurrent_operations(
 
 
 async def _write(f: RandomAccessFile, offset: int, data: bytes) -> int:
-    return await f.write_some_at(offset, data)  # type: ignore[no-any-return]
+    return await f.write_some_at(offset, data)
 
 
 def test_cancel_many_in_flight(

@@ -72,11 +72,11 @@ class Target:
         raise AssertionError("reactors never call on_ready")
 
 
-def register(reactor: Reactor, fd: int, target: object) -> None:
+def register(reactor: Reactor, fd: int, target: Target) -> None:
     """Register ``target`` the way a descriptor ends up watched: writes too
     when it wants them (edge-triggered backends add them on demand)."""
     reactor.register(fd, target)
-    if getattr(target, "write", False):
+    if target.write:
         reactor.watch_writes(fd)
 
 

@@ -263,6 +263,7 @@ def error_log() -> Iterator[_ErrorLog]:
         logger.removeHandler(handler)
 
 
+@pytest.mark.leaves_work_for_close("close() ends a running task and closes its sockets")
 @pytest.mark.parametrize("then", ["yield", "read", "sleep"])
 def test_close_from_another_thread_waits_for_the_running_handler(
     make_ctx: Callable[..., IOContext], error_log: _ErrorLog, then: str
@@ -317,6 +318,7 @@ def test_close_from_another_thread_waits_for_the_running_handler(
     assert not idle.is_open and not idle_peer.is_open
 
 
+@pytest.mark.leaves_work_for_close("close() ends tasks that never finish by themselves")
 def test_close_from_another_thread_with_many_runners(
     make_ctx: Callable[..., IOContext], error_log: _ErrorLog
 ) -> None:
@@ -349,6 +351,7 @@ def test_close_from_another_thread_with_many_runners(
     assert not error_log.records, error_log.records
 
 
+@pytest.mark.leaves_work_for_close("close() cancels a parked read and closes its sockets")
 @HINTS
 def test_close_from_inside_a_handler_finishes_after_it_returns(
     make_ctx: Callable[..., IOContext], error_log: _ErrorLog, hint: int | None
@@ -381,6 +384,7 @@ def test_close_from_inside_a_handler_finishes_after_it_returns(
     assert not error_log.records, error_log.records
 
 
+@pytest.mark.leaves_work_for_close("close() abandons a parked read and closes its socket")
 @HINTS
 def test_closed_context_refuses_work_and_runs_nothing(
     make_ctx: Callable[..., IOContext], hint: int | None
@@ -551,6 +555,8 @@ def test_run_one_for_zero_runs_one_ready_handler(
         ctx.post(ran.append, i)
     assert ctx.run_one_for(0) == 1
     assert ran == [0]
+    assert ctx.poll() == 2
+    assert ran == [0, 1, 2]
 
 
 # --------------------------------------------------------------------------

@@ -966,7 +966,7 @@ def test_bad_endpoint(backend: str, endpoint: object) -> None:
     with IOContext(backend=backend) as ctx:
         fds = open_fd_count()
         with pytest.raises((ValueError, TypeError)):
-            server = TCPServer(ctx, endpoint, echo_once)  # type: ignore[arg-type]
+            server = TCPServer(ctx, endpoint, echo_once)
             server.start()  # the error may come at the call or at start()
         assert open_fd_count() == fds
         assert ctx.run() == 0

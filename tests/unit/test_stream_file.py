@@ -136,7 +136,7 @@ def test_truncate_and_append(make_ctx: Callable[..., IOContext], tmp_path: Path)
     f.open(path, "a")
 
     async def main() -> int:
-        return await f.write_some(b" world")  # type: ignore[no-any-return]
+        return await f.write_some(b" world")
 
     assert run_main(ctx, main()) == 6
     f.close()
@@ -366,7 +366,7 @@ def test_blocked_read_never_blocks_the_context(
             order.append("slept")
             assert running(f)()
             pipe.feed(b"fifo data")
-            return await task  # type: ignore[no-any-return]
+            return await task
 
         assert run_main(ctx, main()) == b"fifo data"
         assert order == ["slept", "read"]
@@ -381,7 +381,7 @@ def test_pending_read_is_outstanding_work(
         f = fifo_file(ctx, pipe.path)
 
         async def reader() -> int:
-            return await f.read_some(bytearray(8))  # type: ignore[no-any-return]
+            return await f.read_some(bytearray(8))
 
         task = spawn(ctx, reader())
         runner = start(ctx.run)
@@ -405,14 +405,14 @@ def test_second_read_is_refused(make_ctx: Callable[..., IOContext], tmp_path: Pa
             with pytest.raises(RuntimeError):
                 await f.read_some(bytearray(4))
             pipe.feed(b"ok")
-            return await first  # type: ignore[no-any-return]
+            return await first
 
         assert run_main(ctx, main()) == 2
         f.close()
 
 
 async def _read(f: StreamFile, size: int) -> int:
-    return await f.read_some(bytearray(size))  # type: ignore[no-any-return]
+    return await f.read_some(bytearray(size))
 
 
 def test_cancel_running_read_delivers_its_bytes(
@@ -476,7 +476,7 @@ def test_cancel_queued_read_reads_nothing(
         tasks = []
 
         async def by_token() -> int:
-            return await f.read_some(bytearray(4), stop_token=source.token)  # type: ignore[no-any-return]
+            return await f.read_some(bytearray(4), stop_token=source.token)
 
         for how in ("task", "file", "token"):
             task = spawn(ctx, by_token() if how == "token" else _read(f, 4))
@@ -531,6 +531,7 @@ def _fd_open(fd: int, path: Path) -> bool:
         return False
 
 
+@pytest.mark.leaves_work_for_close("close() abandons a running read and closes the file")
 def test_context_close_abandons_and_closes(
     make_ctx: Callable[..., IOContext], tmp_path: Path, hint: int | None
 ) -> None:
@@ -557,9 +558,9 @@ def test_cached_read_needs_no_helper_thread(
     """Where the platform has RWF_NOWAIT, data in the page cache is read on
     the spot (no hand-off); otherwise, and for writes, a helper thread runs it."""
     from corosio_py import _fileio
+    from corosio_py._workers import submit as real_submit
 
     submitted: list[object] = []
-    real_submit = _fileio.submit
 
     def counting_submit(job: Callable[[], object]) -> None:
         submitted.append(job)
@@ -592,7 +593,7 @@ def test_reads_on_many_threads(make_ctx: Callable[..., IOContext], tmp_path: Pat
         files.append(f)
 
     async def read_all(f: StreamFile) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             buf = bytearray(4096)
             n = await f.read_some(buf)

@@ -252,6 +252,7 @@ def test_lock_released_from_plain_thread_wakes_task(make_ctx: Callable[..., cp.I
     assert task.result() is True and not lock.locked()
 
 
+@pytest.mark.leaves_work_for_close("close() cancels a parked lock waiter")
 def test_lock_waiter_of_closed_context_is_skipped(make_ctx: Callable[..., cp.IOContext]) -> None:
     live, doomed = make_ctx(), make_ctx()
     lock = cp.Lock()

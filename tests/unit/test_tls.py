@@ -525,7 +525,12 @@ def test_tcp_server_handshake_failure_is_debug_only(
 
         try:
             box: list[Any] = []
-            worker = threading.Thread(target=lambda: (untrusting(), box.append(good())))
+
+            def client() -> None:
+                untrusting()
+                box.append(good())
+
+            worker = threading.Thread(target=client)
             worker.start()
             while worker.is_alive():
                 await corosio_py.sleep(0.01)

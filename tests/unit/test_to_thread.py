@@ -337,10 +337,13 @@ def test_cancel_races_completion_on_a_single_threaded_context(
     rng = random.Random(1108)
     ctx = cp.IOContext(concurrency_hint=1, backend=backend)
 
+    def identity(value: int) -> int:
+        return value
+
     async def main() -> tuple[int, int]:
         delivered = cancelled = 0
         for i in range(100):
-            child = cp.spawn(ctx, cp.to_thread(lambda i=i: i))
+            child = cp.spawn(ctx, cp.to_thread(identity, i))
             for _ in range(rng.randrange(4)):
                 await cp.yield_now()
             if rng.random() < 0.5:
