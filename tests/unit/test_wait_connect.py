@@ -26,7 +26,7 @@ from corosio_py import (
     local_socket_pair,
 )
 from corosio_py.testing import socket_pair
-from tests.unit.tcp_helpers import context, fill_send_buffer, parked, run, wrap
+from tests.unit.tcp_helpers import context, fill_send_buffer, parked, run, stream_pair, wrap
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("fd_leak_check")]
 
@@ -219,7 +219,7 @@ def test_wait_error_with_unread_data_does_not_spin(backend: str) -> None:
 def test_wait_on_local_stream_and_misuse(backend: str) -> None:
     async def main() -> None:
         ctx = context()
-        a, b = local_socket_pair(ctx)
+        a, b = stream_pair(ctx)
         try:
             task = cio.spawn(ctx, wrap(b.wait(WaitType.READ)))
             await parked(b)
@@ -340,11 +340,11 @@ def test_connect_any_bad_input_and_cancel(backend: str) -> None:
         with pytest.raises(ValueError):
             await connect_any(ctx, [])
         with pytest.raises(TypeError):
-            await connect_any(ctx, "127.0.0.1")
+            await connect_any(ctx, "127.0.0.1")  # type: ignore[arg-type]
         with pytest.raises(TypeError):
             await connect_any(object(), [("127.0.0.1", 1)])  # type: ignore[arg-type]
         with pytest.raises(TypeError):
-            await connect_any(ctx, [42])
+            await connect_any(ctx, [42])  # type: ignore[list-item]
         src = StopSource()
         src.request_stop()
         with pytest.raises(Cancelled):
