@@ -82,7 +82,7 @@ bench-quick: $(STAMP)
 	$(VPY) -m tools.bench --quick
 
 demo: $(STAMP)
-	$(VPY) -m corosio_py.examples.demo
+	$(VPY) -m corosio_py.examples.demo $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

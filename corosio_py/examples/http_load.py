@@ -4,12 +4,14 @@
 --duration 5`` opens the connections, sends ``GET /`` requests back to back
 on each for the duration, checks every response, and prints one JSON line:
 requests, errors, requests per second and latency percentiles (µs).
+``--tls-ca ca.pem`` speaks HTTPS instead, trusting that CA.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import ssl
 import time
 
 import corosio_py as cio
@@ -27,14 +29,23 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _client(
-    host: str, port: int, deadline: float, latencies: list[float], errors: list[str]
+    host: str,
+    port: int,
+    deadline: float,
+    latencies: list[float],
+    errors: list[str],
+    tls: ssl.SSLContext | None,
 ) -> int:
     request = f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode("ascii")
-    sock = cio.TCPSocket(cio.current_executor().context)
+    tcp = cio.TCPSocket(cio.current_executor().context)
+    sock: cio.TCPSocket | cio.TLSStream = tcp
     done = 0
     try:
-        await sock.connect((host, port))
-        sock.no_delay = True
+        await tcp.connect((host, port))
+        tcp.no_delay = True
+        if tls is not None:
+            sock = cio.TLSStream(tcp, tls, server_hostname=host)
+            await sock.handshake()
         buf = bytearray()
         chunk = bytearray(65536)
         view = memoryview(chunk)
@@ -61,24 +72,36 @@ async def _client(
                 buf += view[:n]
             latencies.append((clock() - start) * 1e6)
             done += 1
-    except OSError as error:
+    except OSError as error:  # ssl.SSLError included
         errors.append(repr(error))
     finally:
         sock.close()
     return done
 
 
+def client_tls_context(ca: str) -> ssl.SSLContext:
+    """A client context trusting the CA certificate in the PEM file ``ca``."""
+    context = ssl.create_default_context(cafile=ca)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
 def run_load(
-    host: str, port: int, connections: int, duration: float, backend: str | None = None
+    host: str,
+    port: int,
+    connections: int,
+    duration: float,
+    backend: str | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> dict[str, object]:
-    """Drive the server; return the figures as a dict."""
+    """Drive the server (over TLS with ``tls``); return the figures as a dict."""
     latencies: list[float] = []
     errors: list[str] = []
 
     async def main() -> list[int]:
         deadline = time.perf_counter() + duration
         return await cio.gather(
-            *(_client(host, port, deadline, latencies, errors) for _ in range(connections))
+            *(_client(host, port, deadline, latencies, errors, tls) for _ in range(connections))
         )
 
     start = time.perf_counter()
@@ -120,10 +143,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="server address (default: 127.0.0.1)")
     parser.add_argument("--port", type=port_number, required=True, help="server port")
+    parser.add_argument(
+        "--tls-ca", default=None, help="speak HTTPS, trusting this CA certificate (PEM)"
+    )
     add_load_arguments(parser)
     add_backend_argument(parser)
     args = parser.parse_args(argv)
-    print(json.dumps(run_load(args.host, args.port, args.connections, args.duration, args.backend)))
+    tls = None if args.tls_ca is None else client_tls_context(args.tls_ca)
+    figures = run_load(args.host, args.port, args.connections, args.duration, args.backend, tls)
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

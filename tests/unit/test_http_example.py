@@ -734,14 +734,18 @@ def test_standalone_server_sigint(backend: str) -> None:
             proc.communicate()
 
 
-def test_demo(backend: str) -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_demo(backend: str, tls: bool) -> None:
+    if tls and shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
     result = subprocess.run(
         [sys.executable, "-m", "corosio_py.examples.demo", "--duration", "1",
-         "--backend", backend],
+         "--backend", backend, *(["--tls"] if tls else [])],
         capture_output=True, text=True, cwd=REPO_ROOT, env=_env(), timeout=50, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    assert re.search(rf"^{'HTTPS' if tls else 'HTTP'} server on 127\.0\.0\.1:", out, re.M), out
     assert re.search(r"^requests:\s+[1-9]\d* \(0 errors\)$", out, re.M), out
     assert re.search(r"^requests/s:\s+[\d,]+$", out, re.M), out
     assert "per server thread:" in out
