@@ -41,6 +41,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from . import _interrupt
+from ._checks import InvariantChecks
 from ._idle import WATCH_INTERVAL, IdleThreads, _acquire_uninterrupted
 from ._reactor import Reactor
 from ._scheduler import (
@@ -65,7 +66,7 @@ PRIVATE_STREAK: Final = 256
 WORK_RESERVE: Final = 32
 
 
-class ThreadedScheduler(IdleThreads):
+class ThreadedScheduler(InvariantChecks, IdleThreads):
     """The queue, the reactor sentinel, the work count and the run loops,
     for any number of threads.
 
@@ -302,32 +303,6 @@ class ThreadedScheduler(IdleThreads):
             self._queue.extendleft(reversed(items))
         else:
             self._queue.extend(items)
-
-    def _visible_locked(self) -> int:
-        """Handlers other threads can see or run: each holds a global unit."""
-        queued = len(self._queue) - (0 if self._reactor_running else 1)
-        return queued + sum(len(f.inbox) for f in self._frames)
-
-    def _check_invariants_locked(self) -> None:
-        if self._outstanding < 0:
-            raise InvariantError(f"outstanding work count is {self._outstanding}")
-        visible = self._visible_locked()
-        if self._outstanding < visible:
-            raise InvariantError(f"{visible} handlers visible but outstanding={self._outstanding}")
-        if self._reactor_running and self._reactor_owner not in self._frames:
-            raise InvariantError(
-                "a reactor pass is marked running but the thread that owns the "
-                "sentinel has left run*"
-            )
-        if self._licensed != sum(1 for f in self._frames if f.licensed):
-            raise InvariantError(f"licensed count {self._licensed} disagrees with the frames")
-        if len(self._queue) > 4096:
-            return  # the sentinel scan is O(n): skip it on long queues
-        sentinels = self._queue.count(REACTOR_SENTINEL)
-        if sentinels + int(self._reactor_running) != 1:
-            raise InvariantError(
-                f"reactor sentinel: {sentinels} queued, pass running={self._reactor_running}"
-            )
 
     # ------------------------------------------------------------ run loops
 
