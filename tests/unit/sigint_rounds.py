@@ -265,6 +265,10 @@ def one_round(ctx: cio.IOContext, killer: Killer, delay: float, wait_for: frozen
 
 def main() -> int:
     faulthandler.dump_traceback_later(HANG_LIMIT, exit=True)
+    # A shell starts a background job with SIGINT ignored, and Python then
+    # leaves it ignored: make Ctrl-C raise KeyboardInterrupt however the
+    # test run was launched (`make test-ft &` failed every round otherwise).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     mode, backend, rounds, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     hint = int(sys.argv[5]) if len(sys.argv) > 5 else None
     if hint is not None and mode != "reactor":
