@@ -109,6 +109,14 @@ except (AttributeError, OSError, ValueError):  # pragma: no cover - exotic platf
     IOV_MAX = 1024  # type: ignore[misc]
 
 
+#: What a second concurrent operation of one direction is told, by
+#: ``Slot.write`` (read slot first).
+_BUSY: Final = (
+    "another read or accept is already pending on this socket",
+    "another write or connect is already pending on this socket",
+)
+
+
 class _WouldBlock:
     """The type of :data:`WOULD_BLOCK`."""
 
@@ -204,7 +212,7 @@ class DescriptorOp(Operation):
             if desc.fd < 0:
                 raise closed_error()
             if slot.op is not None:
-                raise RuntimeError(slot.busy_error)
+                raise RuntimeError(_BUSY[slot.write])
             result = WOULD_BLOCK if self.may_skip_attempt() else self.attempt()
             if result is WOULD_BLOCK:
                 if slot.ready:
@@ -253,22 +261,16 @@ class Slot:
 
     ``op`` is the parked operation (None when the direction is free),
     ``ready`` the cached readiness edge, ``watched`` whether the reactor
-    reports this direction.  ``busy_error`` is what a second concurrent
-    operation of this direction is told.
+    reports this direction, ``write`` which direction it is (set once).
     """
 
-    __slots__ = ("op", "ready", "watched", "write", "busy_error")
+    __slots__ = ("op", "ready", "watched", "write")
 
     def __init__(self, write: bool, watched: bool) -> None:
         self.op: DescriptorOp | None = None
         self.ready = False
         self.watched = watched
-        self.write = write  # set once
-        self.busy_error = (  # set once
-            "another write or connect is already pending on this socket"
-            if write
-            else "another read or accept is already pending on this socket"
-        )
+        self.write = write
 
 
 class Descriptor(LockedFd):
