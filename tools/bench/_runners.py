@@ -26,6 +26,7 @@ def new_event_loop(args: RunArgs) -> Any:
     """A fresh asyncio event loop: uvloop's for the ``uvloop`` family."""
     import asyncio
 
+    loop: asyncio.AbstractEventLoop
     if args.family == "uvloop":
         import uvloop
 

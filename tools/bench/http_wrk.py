@@ -19,6 +19,9 @@ impls:
                     parser, same response bytes, same per-request counter)
                     as an ``asyncio.start_server`` streams handler, the loop
                     in one thread.
+  floor_coroutines  (only with ``--impl``) the example's own handler on the
+                    least pure-Python coroutine loop (``_floor_coro``), one
+                    thread: what the handler costs without the library.
 """
 
 from __future__ import annotations
@@ -227,6 +230,56 @@ class _AsyncioServer(_Server):
         check(not self._thread.is_alive(), "the server thread did not stop")
 
 
+class _FloorServer(_Server):
+    """The example's own handler (``make_handler``) on the coroutine floor
+    (:mod:`tools.bench._floor_coro`), one thread: the ceiling of any
+    pure-Python coroutine library running that handler."""
+
+    def __init__(self, args: RunArgs, tls: ssl.SSLContext | None = None) -> None:
+        from corosio_py.examples.http_server import HTTPStats, make_handler
+        from tools.bench._floor_coro import FloorLoop, FloorSocket
+
+        check(tls is None, "the coroutine floor has no TLS")
+        self._stats = stats = HTTPStats()
+        handle = make_handler(stats)
+        self._loop = loop = FloorLoop()
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((HOST, 0))
+        listener.listen(512)
+        self.port = listener.getsockname()[1]
+
+        async def connection(sock: socket.socket) -> None:
+            conn = FloorSocket(loop, sock)
+            try:
+                await handle(conn)  # type: ignore[arg-type]
+            except (ConnectionError, EOFError):
+                pass
+            finally:
+                conn.close()
+
+        async def accept_loop() -> None:
+            acceptor = FloorSocket(loop, listener)
+            try:
+                while True:
+                    loop.spawn(connection(await acceptor.accept()))
+            finally:
+                acceptor.close()
+
+        self._thread = threading.Thread(
+            target=loop.run, args=(accept_loop(),), name="floor-server", daemon=True
+        )
+        self._thread.start()
+
+    def served(self) -> int:
+        return sum(self._stats.snapshot().values())
+
+    def stop(self) -> None:
+        self._loop.stopping = True
+        self._thread.join(10)
+        check(not self._thread.is_alive(), "the server thread did not stop")
+
+
 # ---------------------------------------------------------------- checks and wrk
 
 
@@ -355,6 +408,8 @@ WORKLOAD = Workload(
         Impl("corosio_py_2threads", COROSIO, _CorosioServer, threads=(2,), all_backends=False),
         Impl("asyncio_streams", "asyncio", _AsyncioServer),
         Impl("uvloop_streams", "uvloop", _AsyncioServer),
+        # Outside the default suite (--impl floor_coroutines): a ceiling, not a peer.
+        Impl("floor_coroutines", "floor", _FloorServer, backend="epoll", suite=False),
     ),
     sizes={
         "anchor": {"seconds": 5},

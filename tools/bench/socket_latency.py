@@ -23,6 +23,9 @@ impls:
   floor_epoll       a minimal hand-written ``select.epoll`` loop on both ends
                     (level-triggered EPOLLIN, writes inline, ``recv_into`` one
                     preallocated buffer).
+  floor_coroutines  corosio_py's own ping and echo coroutines on the least
+                    pure-Python coroutine loop (``_floor_coro``): what a
+                    round trip costs without the library
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import select
 
+from tools.bench._floor_coro import floor_pingpong
 from tools.bench._net import (
     HOST,
     MSG,
@@ -53,7 +57,7 @@ from tools.bench._net import (
     trio_stream_ping,
 )
 from tools.bench._runners import corosio_context, run_asyncio
-from tools.bench._spec import RunArgs, Workload
+from tools.bench._spec import Impl, RunArgs, Workload
 from tools.bench._worker import worker_main
 
 
@@ -186,11 +190,19 @@ def _floor_epoll(args: RunArgs, n: int, warm: int) -> PingResult:
     return lat, bad, echoed
 
 
+def _floor_coroutines(args: RunArgs, n: int, warm: int) -> PingResult:
+    ((c, s),) = connected_pairs(1)
+    return floor_pingpong(c, s, n, warm)  # type: ignore[no-any-return]
+
+
 WORKLOAD = Workload(
     name="socket_latency",
     title="64-byte ping-pong on one loopback connection (client and server in one loop)",
     figures=PINGPONG_FIGURES,
-    impls=stream_impls(_corosio, _asyncio_streams, _asyncio_protocol, _trio, _floor_epoll),
+    impls=(
+        *stream_impls(_corosio, _asyncio_streams, _asyncio_protocol, _trio, _floor_epoll),
+        Impl("floor_coroutines", "floor", _floor_coroutines, backend="epoll"),
+    ),
     sizes=PINGPONG_SIZES,
     measure=pingpong_measure(MSG),
     warmup_all=False,
