@@ -69,14 +69,15 @@ bench: $(STAMP)
 
 # What threads buy on the free-threaded build: the scaling workloads on the
 # default backend, corosio_py and the stdlib peers (uvloop and trio have no
-# free-threaded wheels), into bench-results/free-threaded/.
+# free-threaded wheels), into bench-results/free-threaded/.  Five reps: the
+# 2-thread HTTP figure swings by +-25 % run to run on these VMs.
 FT_BENCH_WORKLOADS := post_throughput,mt_scaling,mt_scaling_20us,gil_release,http_wrk
 FT_BENCH_IMPLS := corosio_py,corosio_py_hint1,corosio_py_1thread,corosio_py_2threads,asyncio,asyncio_streams,threadpool_2,asyncio_to_thread,serial
 bench-ft:
 	@ftpy="$$(tools/build_freethreaded.sh)" || exit 1; \
 	backend="$$(PYTHONPATH=. $$ftpy -c 'import corosio_py; print(corosio_py.available_backends()[0])')"; \
 	PYTHONPATH=. $$ftpy -m tools.bench --workload $(FT_BENCH_WORKLOADS) --impl $(FT_BENCH_IMPLS) \
-		--backend "$$backend" --out bench-results/free-threaded
+		--backend "$$backend" --reps 5 --out bench-results/free-threaded
 
 bench-quick: $(STAMP)
 	$(VPY) -m tools.bench --quick

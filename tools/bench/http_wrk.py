@@ -1,6 +1,6 @@
 """http_wrk: the example HTTP/1.1 keep-alive server under ``wrk`` load.
 
-The server runs inside the worker process; ``wrk -t2 -c64 -d<seconds>s
+The server runs inside the worker process; ``wrk -t1 -c64 -d<seconds>s
 --latency`` (a separate process, written in C) drives it over loopback with
 keep-alive ``GET /`` requests.  Figures: requests/s as wrk reports it and
 wrk's request latency (mean, p50, p99).  Skipped (with a message) when
@@ -51,7 +51,7 @@ from tools.bench._spec import (
 )
 from tools.bench._worker import worker_main
 
-WRK_THREADS = 2
+WRK_THREADS = 1
 WRK_CONNECTIONS = 64
 SERVER_THREADS = 4
 

@@ -1,6 +1,6 @@
 """https_wrk: the example server over HTTPS under ``wrk`` load.
 
-As :mod:`tools.bench.http_wrk` (``wrk -t2 -c64``, keep-alive ``GET /``,
+As :mod:`tools.bench.http_wrk` (``wrk -t1 -c64``, keep-alive ``GET /``,
 the same checks), with TLS 1.3: the corosio_py example runs
 ``TCPServer(..., ssl=)`` (its ``--tls-cert/--tls-key`` path); the asyncio
 and uvloop servers are the same streams handler behind
