@@ -31,6 +31,7 @@ from collections import deque
 from typing import Final
 
 from . import _interrupt
+from ._foreign import ForeignInbox
 from ._scheduler import REACTOR_SENTINEL, Frame, Handler, Scheduler
 from ._sleep import SleepSignal, new_sleep_signal
 
@@ -63,6 +64,7 @@ class IdleThreads(Scheduler):
     _reactor_owner: Frame | None
     _reactor_interrupted: bool
     _idle: list[Frame]
+    _foreign: ForeignInbox
     _frames: list[Frame]
     _licensed: int
     _watcher: Frame | None
@@ -112,6 +114,8 @@ class IdleThreads(Scheduler):
         forever).  Called and returns with the scheduler lock held; True
         when woken.  A wake-up means "look again", never a promise.
         """
+        if self._foreign.arm():
+            return True  # foreign posts wait: take them instead of sleeping
         wake = frame.wake
         if wake is None:
             wake = frame.wake = new_sleep_signal(self.gil)

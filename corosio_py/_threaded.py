@@ -42,6 +42,7 @@ from typing import Any, Final
 
 from . import _interrupt
 from ._checks import InvariantChecks
+from ._foreign import ForeignInbox, ForeignPosts
 from ._idle import WATCH_INTERVAL, IdleThreads, _acquire_uninterrupted
 from ._reactor import Reactor
 from ._scheduler import (
@@ -66,7 +67,7 @@ PRIVATE_STREAK: Final = 256
 WORK_RESERVE: Final = 32
 
 
-class ThreadedScheduler(InvariantChecks, IdleThreads):
+class ThreadedScheduler(InvariantChecks, ForeignPosts, IdleThreads):
     """The queue, the reactor sentinel, the work count and the run loops,
     for any number of threads.
 
@@ -91,6 +92,10 @@ class ThreadedScheduler(InvariantChecks, IdleThreads):
         self._sampled_at = 0.0  # when the watcher last sampled the frames' ``ran``
         self._quiet = threading.Condition(self._lock)  # notified when _frames empties
         self._on_quiet: Callable[[], object] | None = None  # close() finishing late
+        # Posts from threads outside run*, uncounted until taken (lock-free:
+        # see _foreign); _foreign_items is its deque, tested as a hint.
+        self._foreign = ForeignInbox()
+        self._foreign_items = self._foreign.items
 
     # ------------------------------------------------------------ posting
 
@@ -99,8 +104,9 @@ class ThreadedScheduler(InvariantChecks, IdleThreads):
 
         From a thread running this scheduler (innermost frame) the post is
         private and lock-free, unless another runner is idle and could run it
-        in parallel (free-threaded build); otherwise it takes the lock and
-        wakes a thread.
+        in parallel (free-threaded build); from any other thread it goes to
+        the foreign inbox (:mod:`._foreign`), which wakes a runner only when
+        one armed it before blocking.
         """
         if args:
             handler = functools.partial(handler, *args)
@@ -115,16 +121,14 @@ class ThreadedScheduler(InvariantChecks, IdleThreads):
             if self._idle and not self.gil:  # unlocked hint; the watcher covers a miss
                 self._hand_off(frame)
             return
-        self._lock.acquire()
-        try:
-            if self._closed:
-                raise RuntimeError("the IOContext is closed")
-            self._outstanding += 1  # count before visibility
-            self._queue.append(handler)
-            if self._idle or (self._reactor_running and not self._reactor_interrupted):
-                self._wake_one_locked()  # (inlined test: nobody to wake is the common case)
-        finally:
-            self._lock.release()
+        if self._foreign.put(handler):  # no scheduler lock: see _foreign
+            # A runner armed the inbox before blocking: wake one.
+            self._lock.acquire()
+            try:
+                if self._idle or (self._reactor_running and not self._reactor_interrupted):
+                    self._wake_one_locked()
+            finally:
+                self._lock.release()
 
     def post_counted(self, handler: Handler) -> None:
         """Queue ``handler`` whose unit of work is already counted.
@@ -215,7 +219,7 @@ class ThreadedScheduler(InvariantChecks, IdleThreads):
             self._outstanding -= 1
             if self.debug and self._outstanding < 0:
                 raise InvariantError("outstanding work count went negative")
-            if self._outstanding <= 0:
+            if self._outstanding <= 0 and self._out_of_work_locked():
                 self._stop_locked()
 
     def add_timer(self, waiter: TimerWaiter, deadline: float) -> None:
@@ -264,9 +268,10 @@ class ThreadedScheduler(InvariantChecks, IdleThreads):
                 self._stopped = False
 
     def outstanding(self) -> int:
-        """The published outstanding-work count (for tests and debugging)."""
+        """The published outstanding-work count, foreign posts included
+        (for tests and debugging)."""
         with self._lock:
-            return self._outstanding
+            return self._outstanding + len(self._foreign_items)
 
     # ------------------------------------------------------------ accounting
 
@@ -280,9 +285,7 @@ class ThreadedScheduler(InvariantChecks, IdleThreads):
         if work or frame.stolen:
             frame.work = frame.stolen = 0
             self._outstanding += work
-            if self._outstanding <= 0:
-                if self.debug and self._outstanding < 0:
-                    raise InvariantError("outstanding work count went negative")
+            if self._outstanding <= 0 and self._out_of_work_locked():
                 self._stop_locked()
         if frame.queue:
             self._splice_locked(frame.queue)
@@ -357,7 +360,14 @@ class ThreadedScheduler(InvariantChecks, IdleThreads):
                     handler = inbox.popleft()
                 except IndexError:  # a thief took the rest
                     continue
-            elif private and streak and deadline is None and len(queue) == 1 and not self._stopped:
+            elif (
+                private
+                and streak
+                and deadline is None
+                and len(queue) == 1
+                and not self._stopped
+                and not self._foreign_items  # a hint: a foreign post ends the streak
+            ):
                 # Our own posts, still privately counted, and the shared queue
                 # holds only the sentinel, so FIFO order is kept: run them
                 # without the lock.  Idle threads were handed work at the
@@ -435,12 +445,14 @@ class ThreadedScheduler(InvariantChecks, IdleThreads):
         queue = self._queue
         while True:
             _interrupt.raise_pending()  # a deferred Ctrl-C: the state is whole here
+            if self._foreign_items:  # a hint; blocking and stopping re-check
+                self._take_foreign_locked()
             self._publish_locked(frame)
             if self.debug:
                 self._check_invariants_locked()
             if self._stopped:
                 return None
-            if self._outstanding <= 0:
+            if self._outstanding <= 0 and self._out_of_work_locked():
                 self._stop_locked()
                 return None
             if frame.inbox:
@@ -519,6 +531,8 @@ class ThreadedScheduler(InvariantChecks, IdleThreads):
             and self._busy_frames_locked(frame)
         ):
             timeout = WATCH_INTERVAL
+        if timeout != 0.0 and self._foreign.arm():
+            timeout = 0.0  # foreign posts wait: collect ready I/O, do not block
         frame.swept = True
         self._reactor_running = True
         self._reactor_owner = frame
@@ -567,6 +581,7 @@ class ThreadedScheduler(InvariantChecks, IdleThreads):
             if self._closed:
                 return False
             self._closed = True
+            self._foreign.close()
             self._stop_locked()
             return True
 

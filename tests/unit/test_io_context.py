@@ -24,7 +24,7 @@ import pytest
 import corosio_py
 from corosio_py import Cancelled, IOContext
 from tests.unit.limits import JOIN, PROMPT
-from tests.unit.thread_helpers import Runner, start
+from tests.unit.thread_helpers import Runner, join_all, start, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,25 +35,6 @@ HINTS = pytest.mark.parametrize("hint", [None, 1], ids=["default", "hint1"])
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-def join_all(threads: list[Runner], timeout: float = JOIN) -> None:
-    """Join every thread within ``timeout`` in total; fail on a hang or error."""
-    deadline = time.monotonic() + timeout
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
-    hung = [t for t in threads if t.is_alive()]
-    assert not hung, f"{len(hung)} of {len(threads)} threads did not return in {timeout}s"
-    errors = [t.error for t in threads if t.error is not None]
-    if errors:
-        raise errors[0]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = JOIN) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.001)
 
 
 class Counter:

@@ -43,3 +43,23 @@ def start(fn: Callable[..., Any], *args: Any) -> Runner:
     runner = Runner(fn, *args)
     runner.start()
     return runner
+
+
+def join_all(threads: list[Runner], timeout: float = JOIN) -> None:
+    """Join every thread within ``timeout`` in total; fail on a hang or error."""
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    hung = [t for t in threads if t.is_alive()]
+    assert not hung, f"{len(hung)} of {len(threads)} threads did not return in {timeout}s"
+    errors = [t.error for t in threads if t.error is not None]
+    if errors:
+        raise errors[0]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = JOIN) -> None:
+    """Poll ``predicate`` every millisecond; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.001)
