@@ -14,15 +14,18 @@ scheduler's queue (and count it) in one step when they next look.
 the inbox before blocking).
 
 * A runner about to block (a reactor pass that may wait, an idle sleep)
-  *arms*: it appends a token to ``_wakes``, then pops from ``items``.  If
-  it gets a handler it puts it back at the front and does not block.
+  *arms*: it appends a token to ``_wakes``, then pops the first entry of
+  ``items`` and puts it back (a permanent bottom entry, so the deque is
+  never empty), then looks at its length: if handlers wait, it does not
+  block.
 * A poster appends its handler to ``items``, then looks at ``_wakes``.  If
   there is a token, it pops it (one poster wins each token) and wakes a
   runner under the scheduler lock.
 
-Either the runner's pop comes after the poster's append in ``items``'s
-order (it sees the handler), or it comes first, and then the token it
-appended before happens-before the poster's look (the poster sees it).
+Either the runner's pop-and-put-back comes after the poster's append in
+``items``'s order (its length read, after it, sees the handler), or it
+comes first, and then the token it appended before happens-before the
+poster's look (the poster sees it).
 Deque operations are atomic under the GIL and run in a per-object critical
 section (a mutex) on free-threaded builds, so this holds on both; the
 poster's look is a plain length read, ordered after the runner's token by
@@ -46,6 +49,12 @@ from ._scheduler import Frame, Handler, InvariantError
 _TOKEN: object = object()
 
 
+def _bottom() -> None:
+    """Never run: the permanent first entry of ``ForeignInbox.items``, so a
+    runner's read-modify-write there (``popleft``) never meets an empty
+    deque (no exception on the path of every blocking reactor pass)."""
+
+
 class ForeignInbox:
     """Handlers posted from outside ``run*``, not yet counted as outstanding
     work (the scheduler counts them when it takes them).
@@ -58,12 +67,12 @@ class ForeignInbox:
     __slots__ = ("items", "_wakes", "_closed")
 
     def __init__(self) -> None:
-        #: The waiting handlers; never replaced, so a runner may test it
-        #: unlocked as a hint (a stale answer only delays a take until its
-        #: next look; blocking and stopping re-check through :meth:`arm`
-        #: and :meth:`take`).  Only :meth:`put` appends, only the scheduler
-        #: (under its lock) pops.
-        self.items: deque[Handler] = deque()
+        #: ``_bottom`` then the waiting handlers; never replaced, so a runner
+        #: may test ``len(items) > 1`` unlocked as a hint (a stale answer
+        #: only delays a take until its next look; blocking and stopping
+        #: re-check through :meth:`arm` and :meth:`take`).  Only :meth:`put`
+        #: appends, only the scheduler (under its lock) pops.
+        self.items: deque[Handler] = deque([_bottom])
         self._wakes: deque[object] = deque()
         self._closed = False
 
@@ -98,14 +107,19 @@ class ForeignInbox:
         if rearm:
             wakes.append(_TOKEN)
         items = self.items
+        waiting = len(items) - 1
+        if not waiting:
+            return None
         taken: deque[Handler] = deque()
         popleft = items.popleft
         append = taken.append
-        # Pop one by one: a concurrent post appends to this same deque, and
-        # each handler is taken exactly once.
-        for _ in range(len(items)):
+        bottom = popleft()
+        # One by one: a concurrent post appends to this same deque, and each
+        # handler is taken exactly once.
+        for _ in range(waiting):
             append(popleft())
-        return taken or None
+        items.appendleft(bottom)
+        return taken
 
     def arm(self) -> bool:
         """A runner is about to block (scheduler lock held).  True means
@@ -113,18 +127,18 @@ class ForeignInbox:
         wakes a runner."""
         self._wakes.append(_TOKEN)
         items = self.items
-        try:
-            first = items.popleft()  # an atomic read-modify-write: see above
-        except IndexError:
-            return False
-        items.appendleft(first)  # back in front: only takers (locked) pop
-        return True
+        # A read-modify-write of ``items`` (see the module docstring): the
+        # bottom entry goes out and back; posts only append on the right.
+        items.appendleft(items.popleft())
+        return len(items) > 1
 
     def close(self) -> None:
         """Refuse further posts and drop the waiting handlers (they were
         never counted, so nothing is owed).  Scheduler lock held."""
         self._closed = True
-        self.items.clear()
+        items = self.items
+        while len(items) > 1:
+            items.pop()  # from the right: the bottom entry stays
         self._wakes.clear()
 
 

@@ -95,7 +95,7 @@ class ThreadedScheduler(InvariantChecks, ForeignPosts, IdleThreads):
         # Posts from threads outside run*, uncounted until taken (lock-free:
         # see _foreign); _foreign_items is its deque, tested as a hint.
         self._foreign = ForeignInbox()
-        self._foreign_items = self._foreign.items
+        self._foreign_items = self._foreign.items  # waiting: len(...) > 1
 
     # ------------------------------------------------------------ posting
 
@@ -271,7 +271,7 @@ class ThreadedScheduler(InvariantChecks, ForeignPosts, IdleThreads):
         """The published outstanding-work count, foreign posts included
         (for tests and debugging)."""
         with self._lock:
-            return self._outstanding + len(self._foreign_items)
+            return self._outstanding + len(self._foreign_items) - 1
 
     # ------------------------------------------------------------ accounting
 
@@ -366,7 +366,7 @@ class ThreadedScheduler(InvariantChecks, ForeignPosts, IdleThreads):
                 and deadline is None
                 and len(queue) == 1
                 and not self._stopped
-                and not self._foreign_items  # a hint: a foreign post ends the streak
+                and len(self._foreign_items) == 1  # a hint: a foreign post ends the streak
             ):
                 # Our own posts, still privately counted, and the shared queue
                 # holds only the sentinel, so FIFO order is kept: run them
@@ -445,7 +445,7 @@ class ThreadedScheduler(InvariantChecks, ForeignPosts, IdleThreads):
         queue = self._queue
         while True:
             _interrupt.raise_pending()  # a deferred Ctrl-C: the state is whole here
-            if self._foreign_items:  # a hint; blocking and stopping re-check
+            if len(self._foreign_items) > 1:  # a hint; blocking and stopping re-check
                 self._take_foreign_locked()
             self._publish_locked(frame)
             if self.debug:
