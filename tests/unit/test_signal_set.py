@@ -239,12 +239,18 @@ def test_queued_signal_is_remembered_once(
 ) -> None:
     ctx = make_ctx(hint)
     sset = SignalSet(ctx, USR1, USR2)
+    # The watcher hands signals on in the order they came: once the barrier
+    # set has TERM, the second USR1 has been handed on too (waiting only for
+    # two remembered signals raced with it).
+    barrier = SignalSet(ctx, TERM)
     signal.raise_signal(USR2)
     signal.raise_signal(USR1)
     signal.raise_signal(USR1)  # remembered once per number
+    signal.raise_signal(TERM)
 
     async def main() -> list[int]:
-        await wait_until(lambda: len(sset._pending) == 2, "both signals remembered")
+        await wait_until(lambda: len(barrier._pending) == 1, "every signal handed on")
+        assert len(sset._pending) == 2
         got = [await sset.wait(), await sset.wait()]  # oldest first, at once
         with pytest.raises(TimeoutError), corosio_py.timeout(0.05):
             await sset.wait()
@@ -252,6 +258,7 @@ def test_queued_signal_is_remembered_once(
 
     assert run_main(ctx, main()) == [USR2, USR1]
     sset.close()
+    barrier.close()
 
 
 def test_sequential_waits(make_ctx: Callable[..., IOContext], handlers: Any, hint: Any) -> None:
