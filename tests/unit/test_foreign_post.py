@@ -131,7 +131,7 @@ def _posts_racing_close(ctx: IOContext) -> None:
     runner = start(ctx.run)
     closed = threading.Event()
     after_close: list[int] = []
-    refused = [0]
+    refused: list[int] = []  # list.append: atomic on both builds (+= is not)
 
     def handler() -> None:
         if closed.is_set():
@@ -142,7 +142,7 @@ def _posts_racing_close(ctx: IOContext) -> None:
             try:
                 ctx.post(handler)
             except RuntimeError:
-                refused[0] += 1
+                refused.append(1)
                 return
 
     posters = [start(produce) for _ in range(2)]
@@ -151,7 +151,7 @@ def _posts_racing_close(ctx: IOContext) -> None:
     ctx.close()  # stops the runner; later posts raise
     closed.set()
     join_all([*posters, runner])
-    assert refused[0] == 2  # both posters ended on the error
+    assert len(refused) == 2  # both posters ended on the error
     assert after_close == []
     with pytest.raises(RuntimeError, match="closed"):
         ctx.post(handler)
