@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from ._scheduler import Frame, Handler, InvariantError
+from ._scheduler import ContextClosedError, Frame, Handler, InvariantError
 
 #: A token in ``_wakes``: some runner armed the inbox and may be blocked.
 _TOKEN: object = object()
@@ -79,13 +79,13 @@ class ForeignInbox:
     def put(self, handler: Handler) -> bool:
         """Queue ``handler``; True when the caller must wake a runner.
 
-        :raises RuntimeError: once the context is closed.
+        :raises ContextClosedError: (a ``RuntimeError``) once the context is closed.
         """
         if self._closed:
-            raise RuntimeError("the IOContext is closed")
+            raise ContextClosedError("the IOContext is closed")
         self.items.append(handler)
         if self._closed:
-            raise RuntimeError("the IOContext is closed")  # dropped by close()
+            raise ContextClosedError("the IOContext is closed")  # dropped by close()
         wakes = self._wakes
         if not wakes:
             return False

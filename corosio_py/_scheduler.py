@@ -78,6 +78,15 @@ def pass_timeout(more: bool, poll: bool, deadline: float | None) -> float | None
     return max(0.0, deadline - _monotonic())
 
 
+class ContextClosedError(RuntimeError):
+    """A post to a closed context (a ``RuntimeError``, as the API says).
+
+    Its own class so that :meth:`Scheduler.wake` can tell it apart without
+    re-reading the scheduler's ``_closed``, which a poster racing ``close()``
+    from another thread may not see yet even after the inbox refused it.
+    """
+
+
 class InvariantError(AssertionError):
     """A scheduler invariant was broken (raised in ``COROSIO_DEBUG=1`` mode)."""
 
@@ -253,6 +262,8 @@ class Scheduler:
         (close() abandons every task, so nobody is left to resume)."""
         try:
             self.post(handler)
+        except ContextClosedError:
+            pass
         except RuntimeError:
             if not self._closed:
                 raise
