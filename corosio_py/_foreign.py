@@ -95,9 +95,9 @@ class ForeignInbox:
             return False  # another poster took the token: it wakes the runner
         return True
 
-    def take(self, rearm: bool) -> deque[Handler] | None:
-        """Take every queued handler, or None when there are none (the
-        scheduler lock held: one taker at a time).
+    def take(self, rearm: bool, into: deque[Handler]) -> int:
+        """Move every queued handler to the end of ``into`` (the scheduler
+        lock held: one taker at a time); return how many moved.
 
         ``rearm``: runners are still blocked without having been woken for
         this inbox, so the next post must wake one.
@@ -108,18 +108,16 @@ class ForeignInbox:
             wakes.append(_TOKEN)
         items = self.items
         waiting = len(items) - 1
-        if not waiting:
-            return None
-        taken: deque[Handler] = deque()
-        popleft = items.popleft
-        append = taken.append
-        bottom = popleft()
-        # One by one: a concurrent post appends to this same deque, and each
-        # handler is taken exactly once.
-        for _ in range(waiting):
-            append(popleft())
-        items.appendleft(bottom)
-        return taken
+        if waiting:
+            popleft = items.popleft
+            append = into.append
+            bottom = popleft()
+            # One by one: a concurrent post appends to this same deque, and
+            # each handler is taken exactly once.
+            for _ in range(waiting):
+                append(popleft())
+            items.appendleft(bottom)
+        return waiting
 
     def arm(self) -> bool:
         """A runner is about to block (scheduler lock held).  True means
@@ -168,9 +166,9 @@ class ForeignPosts:
     def _take_foreign_locked(self) -> None:
         """Count and queue the foreign posts.  The inbox stays armed while
         runners sleep or block in the reactor unwoken: the next post wakes one."""
-        items = self._foreign.take(
-            bool(self._idle) or (self._reactor_running and not self._reactor_interrupted)
+        # Counted under the lock they become visible under: nobody sees them
+        # before the count does.
+        self._outstanding += self._foreign.take(
+            bool(self._idle) or (self._reactor_running and not self._reactor_interrupted),
+            self._queue,
         )
-        if items:
-            self._outstanding += len(items)  # count before visibility
-            self._queue.extend(items)
