@@ -83,6 +83,7 @@ class Load:
         self.ctx = ctx
         self.rng = rng  # main thread only (seeding the load)
         self.quit = threading.Event()
+        self.stuck_running = threading.Semaphore(0)  # released as each stuck() starts
         self.pairs: list[tuple[cio.TCPSocket, cio.TCPSocket]] = []
 
     def repost(self, fn: Callable[[], None]) -> None:
@@ -139,6 +140,7 @@ class Load:
 
     def stuck(self) -> None:
         """Busy for the whole run: one handler that never returns until quit."""
+        self.stuck_running.release()
         while not self.quit.is_set():
             spin(1000)
 
@@ -291,6 +293,13 @@ def main() -> int:
             ctx.post(load.stuck)
         if mode != "reactor":
             runners = Runners(ctx)
+        if mode == "idle":
+            # The helpers, not the main thread, must be the ones stuck: a
+            # main thread that entered run() first (a loaded machine starts
+            # threads late) would take a stuck handler and never wait.
+            for _ in range(2):
+                if not load.stuck_running.acquire(timeout=PATIENCE):
+                    raise CheckFailedError("the helper runners never started the stuck handlers")
         for i in range(rounds):
             if mode == "busy":
                 latency = one_round(ctx, killer, rng.uniform(0.0005, 0.02), frozenset())
