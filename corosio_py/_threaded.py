@@ -57,6 +57,9 @@ from ._scheduler import (
 from ._sleep import FdSleepSignal
 from ._timers import TimerWaiter
 
+#: The main thread's deferred-interrupt state (its ``pending`` is read as a hint).
+_MAIN_INTERRUPT: Final = _interrupt.MAIN
+
 _monotonic = time.monotonic
 
 #: Handlers a thread may run from its own private queue before it visits the
@@ -444,7 +447,8 @@ class ThreadedScheduler(InvariantChecks, ForeignPosts, IdleThreads):
         """
         queue = self._queue
         while True:
-            _interrupt.raise_pending()  # a deferred Ctrl-C: the state is whole here
+            if _MAIN_INTERRUPT.pending:  # a hint; raise_pending re-checks the thread
+                _interrupt.raise_pending()  # a deferred Ctrl-C: the state is whole here
             if len(self._foreign_items) > 1:  # a hint; blocking and stopping re-check
                 self._take_foreign_locked()
             self._publish_locked(frame)
@@ -484,7 +488,7 @@ class ThreadedScheduler(InvariantChecks, ForeignPosts, IdleThreads):
                     frame.inbox
                     and not self._stopped
                     and self._watcher is not frame
-                    and not _interrupt.MAIN.pending
+                    and not _MAIN_INTERRUPT.pending
                 ):
                     # Our completions, straight after the pass: nothing of
                     # ours ran since the publish above, so the checks at the
@@ -565,7 +569,12 @@ class ThreadedScheduler(InvariantChecks, ForeignPosts, IdleThreads):
 
     def _end_pass_locked(self, frame: Frame) -> float:
         """Re-take the lock after a pass and put the sentinel back; the time."""
-        _acquire_uninterrupted(self._lock)
+        lock = self._lock
+        try:
+            lock.acquire()
+        except BaseException as exc:  # a signal handler raised: see _acquire_uninterrupted
+            _interrupt.defer(exc)
+            _acquire_uninterrupted(lock)
         self._reactor_running = False
         self._reactor_owner = None
         frame.sampled = -1  # busy from now on: not stuck until proven
